@@ -1,0 +1,117 @@
+# lfmoe — the primary build. `make` builds the trainer; `make test` installs the test dependencies
+# (Debian packages, npm oracles) and runs every test; `make help` lists the targets.
+# The reference is plain IEEE fp32: never add -ffast-math / -Ofast here.
+
+CXX      ?= g++
+BUILD    := build
+CXXFLAGS := -std=c++17 -O2 -g -Wall -Wextra -I. $(EXTRA_CXXFLAGS)
+LDLIBS   :=
+
+# ---- OpenMP (optional): parallel CPU loops -------------------------------------------------------
+OPENMP ?= $(shell echo 'int main(){}' | $(CXX) -fopenmp -x c++ - -o /dev/null 2>/dev/null && echo 1 || echo 0)
+ifeq ($(OPENMP),1)
+  CXXFLAGS += -fopenmp
+  OMP_MSG := OpenMP: yes
+else
+  OMP_MSG := OpenMP: no (single-threaded; install a compiler with OpenMP, e.g. apt-get install g++)
+endif
+
+# ---- CUDA (optional): found when nvcc is on PATH or in /usr/local/cuda ----------------------------
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA ?= $(if $(NVCC),1,0)
+# nvcc may be a wrapper script (e.g. /usr/local/bin/nvcc), so look for the toolkit's headers and
+# runtime library in the usual places instead of trusting nvcc's own directory.
+CUDA_HOME ?= $(firstword $(foreach d,$(patsubst %/bin/nvcc,%,$(NVCC)) /usr/local/cuda $(wildcard /usr/local/cuda-*) /usr,\
+               $(if $(wildcard $(d)/include/cuda_runtime.h),$(d))))
+CUDA_LIBDIR ?= $(firstword $(foreach d,lib64 lib targets/x86_64-linux/lib lib/x86_64-linux-gnu,\
+               $(if $(wildcard $(CUDA_HOME)/$(d)/libcudart.so),$(CUDA_HOME)/$(d))))
+ifeq ($(CUDA),1)
+  ifeq ($(CUDA_LIBDIR),)
+    $(info nvcc found ($(NVCC)) but not libcudart.so next to its headers: building CPU only. Set CUDA_HOME=/path/to/cuda to fix.)
+    override CUDA := 0
+  endif
+endif
+ifeq ($(CUDA),1)
+  # sm_90 (H100/H200) machine code plus compute_90 PTX that newer GPUs can JIT
+  NVCCFLAGS  := -std=c++17 -O2 -I. -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+                -Xcompiler -fopenmp -Wno-deprecated-gpu-targets
+  CUDA_SRC   := $(wildcard cuda/*.cu)
+  CUDA_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+  CXXFLAGS   += -DLFMOE_CUDA=1 -I$(CUDA_HOME)/include
+  LDLIBS     += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart
+  CUDA_MSG   := CUDA: yes ($(NVCC)); GPU tests run where a GPU exists
+else
+  CUDA_MSG   := CUDA: no (CPU only; install the CUDA Toolkit for the GPU backend)
+endif
+
+REF_SRC   := $(wildcard ref/*.cpp)
+REF_OBJ   := $(REF_SRC:%.cpp=$(BUILD)/%.o)
+LIB       := $(BUILD)/liblfmoe.a
+TOOLS     := $(patsubst tools/%.cpp,$(BUILD)/%,$(wildcard tools/*.cpp))
+TEST_SRC  := tests/main.cpp $(wildcard tests/test_*.cpp)
+TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
+
+.PHONY: all info train tools unit_tests test deps cuda clean help
+all: info $(BUILD)/train $(TOOLS)
+
+info:
+	@echo "lfmoe build: $(OMP_MSG); $(CUDA_MSG)"
+
+help:
+	@echo "make            build the trainer and tools into build/"
+	@echo "make test       install test dependencies, then run every test (ends with 'N passed, N failed')"
+	@echo "make unit_tests the doctest suites only (build/unit_tests)"
+	@echo "make deps       install the test dependencies (Debian packages, npm oracles)"
+	@echo "make data       build the default corpus, tokenizers and shards (data/build_all.sh)"
+	@echo "make train-default  build everything needed and train the default model"
+	@echo "Variables: CUDA=0 to skip the GPU backend, OPENMP=0 for a single-threaded build"
+
+# Objects depend on a stamp of the flags, so switching CUDA=0/1 or OPENMP rebuilds them.
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD); echo '$(CXX) $(CXXFLAGS) $(NVCCFLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CXX) $(CXXFLAGS) $(NVCCFLAGS)' > $(FLAGS_STAMP))
+
+$(BUILD)/%.o: %.cpp $(wildcard ref/*.h) $(wildcard tests/*.h) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/cuda/%.o: cuda/%.cu $(wildcard ref/*.h) $(wildcard cuda/*.h) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIB): $(REF_OBJ) $(CUDA_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/train: $(BUILD)/train.o $(LIB)
+	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/%: $(BUILD)/tools/%.o $(LIB)
+	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+
+train: $(BUILD)/train
+tools: $(TOOLS)
+cuda: $(CUDA_OBJ)
+
+unit_tests: $(BUILD)/unit_tests
+$(BUILD)/unit_tests: $(TEST_OBJ) $(LIB)
+	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+
+deps:
+	@tests/install_deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all unit_tests
+	@tests/run_all.sh
+
+data: $(BUILD)/bpe_train $(BUILD)/make_shards
+	data/build_all.sh
+
+train-default: all
+	./train.sh
+
+clean:
+	rm -rf $(BUILD)
+
+# Reproductions of the paper's experiments (docs/results/<target>/): dev/repro.sh has the details.
+repro-%: all
+	dev/repro.sh $*

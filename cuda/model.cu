@@ -1,0 +1,21 @@
+// model.cu — the GPU model: ref/model_impl.h compiled inside namespace cuda, so every op call
+// resolves to the device implementation in cuda/ops.cu and cuda/moe.cu.
+#include "cuda/model.h"
+
+#include <algorithm>  // std::max
+#include <cmath>      // std::sqrt
+#include <stdexcept>  // std::runtime_error
+#include <string>     // std::string
+#include <vector>     // std::vector
+
+#include "cuda/memory.h"  // dev_alloc, to_host, ... (cudaMalloc/cudaMemcpy)
+#include "cuda/moe.h"     // router, dispatch, experts, combine, aux loss, bias update
+#include "cuda/ops.h"     // dense ops
+
+namespace cuda {
+
+#include "ref/model_impl.h"
+
+std::unique_ptr<ref::Model> make_model(const ref::Config& cfg) { return std::make_unique<ModelImpl<float>>(cfg); }
+
+}  // namespace cuda

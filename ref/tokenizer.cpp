@@ -1,0 +1,874 @@
+// tokenizer.cpp — HF tokenizer.json loader and byte-level BPE encode/decode; see tokenizer.h.
+//
+// Each step below mirrors one component of HuggingFace `tokenizers` (AddedVocabulary,
+// pre_tokenizers::{ByteLevel, Split, Digits, Sequence}, models::bpe, decoders::ByteLevel); the
+// comments say which behaviour of the original each piece reproduces and why it matters for ids.
+#include "ref/tokenizer.h"
+
+#include <algorithm>   // std::max, std::sort
+#include <atomic>      // serial numbers for the per-thread caches
+#include <fstream>     // std::ifstream
+#include <queue>       // std::priority_queue
+#include <sstream>     // std::ostringstream
+#include <stdexcept>   // std::runtime_error
+
+#include "ref/json.h"
+#include "ref/unicode_tables.h"
+
+namespace ref {
+
+const char* const kGpt2Pattern =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+// ---------------------------------------------------------------------------------------------
+// The byte-level alphabet (GPT-2's bytes_to_unicode)
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+// Code point standing for each byte: printable Latin-1 bytes stand for themselves, the other 68
+// get U+0100, U+0101, ... in byte order.
+const std::vector<uint32_t>& byte_to_cp() {
+  static const std::vector<uint32_t> table = [] {
+    std::vector<uint32_t> t(256);
+    uint32_t next = 256;
+    for (uint32_t b = 0; b < 256; b++) {
+      bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      t[b] = printable ? b : next++;
+    }
+    return t;
+  }();
+  return table;
+}
+
+// Inverse: code point (< 0x144) -> byte, -1 if not in the alphabet.
+const std::vector<int>& cp_to_byte() {
+  static const std::vector<int> table = [] {
+    std::vector<int> t(0x144, -1);
+    for (int b = 0; b < 256; b++) t[byte_to_cp()[b]] = b;
+    return t;
+  }();
+  return table;
+}
+
+const Regex& gpt2_regex() {
+  static const Regex re(kGpt2Pattern);
+  return re;
+}
+
+}  // namespace
+
+const std::vector<std::string>& bytelevel_alphabet() {
+  static const std::vector<std::string> table = [] {
+    std::vector<std::string> t(256);
+    for (int b = 0; b < 256; b++) append_utf8(t[b], byte_to_cp()[b]);
+    return t;
+  }();
+  return table;
+}
+
+std::string bytes_to_bytelevel(const std::string& raw) {
+  const std::vector<std::string>& alpha = bytelevel_alphabet();
+  std::string out;
+  out.reserve(raw.size() * 2);
+  for (unsigned char c : raw) out += alpha[c];
+  return out;
+}
+
+bool bytelevel_to_bytes(const std::string& s, std::string* raw) {
+  std::vector<uint32_t> cps, offsets;
+  decode_utf8(s, cps, offsets);
+  std::string out;
+  out.reserve(cps.size());
+  for (uint32_t cp : cps) {
+    if (cp >= cp_to_byte().size() || cp_to_byte()[cp] < 0) return false;
+    out += (char)cp_to_byte()[cp];
+  }
+  *raw = std::move(out);
+  return true;
+}
+
+namespace {
+
+// Splits text with a regex, Isolated behaviour: matches and the gaps between them, in order,
+// empty pieces dropped. Used by ByteLevel(use_regex=true).
+void split_isolated(const Regex& re, const std::string& text, std::vector<std::string>& out) {
+  std::vector<uint32_t> cps, offsets;
+  std::vector<std::pair<uint32_t, uint32_t>> matches;
+  decode_utf8(text, cps, offsets);
+  re.find_all(cps, matches);
+  uint32_t prev = 0;
+  for (const auto& m : matches) {
+    if (m.first > prev) out.emplace_back(text, offsets[prev], offsets[m.first] - offsets[prev]);
+    if (m.second > m.first) out.emplace_back(text, offsets[m.first], offsets[m.second] - offsets[m.first]);
+    prev = m.second;
+  }
+  if (prev < cps.size()) out.emplace_back(text, offsets[prev], text.size() - offsets[prev]);
+}
+
+}  // namespace
+
+std::vector<std::string> gpt2_pretokenize(const std::string& text) {
+  std::vector<std::string> out;
+  if (!text.empty()) split_isolated(gpt2_regex(), text, out);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading tokenizer.json
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+[[noreturn]] void refuse(const std::string& where, const std::string& what) {
+  throw std::runtime_error(where + ": " + what);
+}
+
+const json::Value* get(const json::Value& obj, const std::string& key, const std::string& where) {
+  if (!obj.is(json::Value::Object)) refuse(where, std::string("expected an object, got ") + json::type_name(obj.type));
+  return obj.find(key);
+}
+
+// Optional bool field: absent or null gives the default.
+bool get_bool(const json::Value& obj, const std::string& key, bool dflt, const std::string& where) {
+  const json::Value* v = get(obj, key, where);
+  if (!v || v->is(json::Value::Null)) return dflt;
+  if (!v->is(json::Value::Bool)) refuse(where + "." + key, std::string("expected true/false, got ") + json::type_name(v->type));
+  return v->b;
+}
+
+const std::string& get_str(const json::Value& obj, const std::string& key, const std::string& where) {
+  const json::Value* v = get(obj, key, where);
+  if (!v) refuse(where, "missing key '" + key + "'");
+  if (!v->is(json::Value::String)) refuse(where + "." + key, std::string("expected a string, got ") + json::type_name(v->type));
+  return v->str;
+}
+
+// Refuses keys this loader does not know: an unknown option might change the ids.
+void check_keys(const json::Value& obj, std::initializer_list<const char*> known, const std::string& where) {
+  for (const auto& kv : obj.obj) {
+    bool ok = false;
+    for (const char* k : known) ok = ok || kv.first == k;
+    if (!ok) refuse(where, "unknown key '" + kv.first + "' (not supported by this loader; it could change the ids)");
+  }
+}
+
+std::string regex_escape(const std::string& literal) {
+  std::vector<uint32_t> cps, offsets;
+  decode_utf8(literal, cps, offsets);
+  std::string out;
+  for (uint32_t cp : cps) {
+    bool plain = cp >= 128 || (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
+    if (!plain) out += '\\';
+    append_utf8(out, cp);
+  }
+  return out;
+}
+
+}  // namespace
+
+struct TokenizerLoader {
+  Tokenizer& t;
+
+  void load(const json::Value& root) {
+    if (!root.is(json::Value::Object)) refuse("tokenizer.json", "top level must be an object");
+    check_keys(root, {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer",
+                      "model", "post_processor", "decoder"}, "tokenizer.json");
+    for (const char* k : {"truncation", "padding"}) {
+      const json::Value* v = root.find(k);
+      if (v && !v->is(json::Value::Null))
+        refuse(k, "is set; HF would truncate/pad the ids. Set it to null in the file (this loader encodes plain text)");
+    }
+    const json::Value* model = root.find("model");
+    if (!model) refuse("tokenizer.json", "missing key 'model'");
+    load_model(*model);
+    load_added_tokens(root.find("added_tokens"));
+    load_normalizer(root.find("normalizer"));
+    const json::Value* pre = root.find("pre_tokenizer");
+    if (pre && !pre->is(json::Value::Null)) load_pre_tokenizer(*pre, "pre_tokenizer");
+    check_pipeline();
+    load_post_processor(root.find("post_processor"), "post_processor");
+    load_decoder(root.find("decoder"));
+    build_id_tables();
+  }
+
+  // --- model ---------------------------------------------------------------------------------
+  void load_model(const json::Value& m) {
+    const std::string w = "model";
+    if (!m.is(json::Value::Object)) refuse(w, "expected an object");
+    const json::Value* type = m.find("type");
+    if (!type) refuse(w, "missing 'type' (expected \"BPE\")");
+    if (!type->is(json::Value::String) || type->str != "BPE")
+      refuse(w + ".type", "'" + (type->is(json::Value::String) ? type->str : std::string("?")) +
+                              "' is not supported: this loader implements byte-level BPE only (not WordPiece, Unigram, WordLevel)");
+    check_keys(m, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
+                   "byte_fallback", "ignore_merges", "vocab", "merges"}, w);
+    const json::Value* dropout = m.find("dropout");
+    if (dropout && !dropout->is(json::Value::Null) && !(dropout->is(json::Value::Number) && dropout->num == 0.0))
+      refuse(w + ".dropout", "BPE dropout is random at encode time; set it to null");
+    if (get_bool(m, "byte_fallback", false, w)) refuse(w + ".byte_fallback", "byte_fallback=true is not supported (byte-level BPE does not need it)");
+    for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+      const json::Value* v = m.find(k);
+      if (v && !v->is(json::Value::Null) && !(v->is(json::Value::String) && v->str.empty()))
+        refuse(w + "." + k, "is set; subword prefixes/suffixes are not supported by this byte-level loader");
+    }
+    t.fuse_unk_ = get_bool(m, "fuse_unk", false, w);
+    t.ignore_merges_ = get_bool(m, "ignore_merges", false, w);
+    load_vocab(m);
+    load_merges(m);
+    const json::Value* unk = m.find("unk_token");
+    if (unk && !unk->is(json::Value::Null)) {
+      if (!unk->is(json::Value::String)) refuse(w + ".unk_token", "expected a string or null");
+      auto it = t.vocab_.find(unk->str);
+      if (it == t.vocab_.end()) refuse(w + ".unk_token", "'" + unk->str + "' is not in model.vocab");
+      t.unk_id_ = it->second;
+    }
+  }
+
+  void load_vocab(const json::Value& m) {
+    const json::Value* vocab = m.find("vocab");
+    if (!vocab || !vocab->is(json::Value::Object)) refuse("model.vocab", "missing or not an object {token: id}");
+    t.vocab_.reserve(vocab->obj.size() * 2);
+    for (const auto& kv : vocab->obj) {
+      const std::string w = "model.vocab[" + json::quote(kv.first) + "]";
+      if (!kv.second.is(json::Value::Number)) refuse(w, "id must be a number");
+      int64_t id = kv.second.as_int();
+      if (id < 0 || id >= (int64_t)1 << 31) refuse(w, "id " + std::to_string(id) + " out of range [0, 2^31)");
+      if (!t.vocab_.emplace(kv.first, (uint32_t)id).second) refuse(w, "duplicate token");
+    }
+  }
+
+  uint32_t vocab_id(const std::string& tok, const std::string& where) const {
+    auto it = t.vocab_.find(tok);
+    if (it == t.vocab_.end()) refuse(where, "token " + json::quote(tok) + " is not in model.vocab");
+    return it->second;
+  }
+
+  void load_merges(const json::Value& m) {
+    const json::Value* merges = m.find("merges");
+    if (!merges) refuse("model", "missing key 'merges'");
+    if (!merges->is(json::Value::Array)) refuse("model.merges", "expected an array");
+    t.merges_.reserve(merges->arr.size() * 2);
+    for (size_t i = 0; i < merges->arr.size(); i++) {
+      const json::Value& e = merges->arr[i];
+      const std::string w = "model.merges[" + std::to_string(i) + "]";
+      std::string a, b;
+      if (e.is(json::Value::String)) {  // "a b"
+        size_t sp = e.str.find(' ');
+        if (sp == std::string::npos || e.str.find(' ', sp + 1) != std::string::npos)
+          refuse(w, "expected \"left right\" with exactly one space, got " + json::quote(e.str));
+        a = e.str.substr(0, sp);
+        b = e.str.substr(sp + 1);
+      } else if (e.is(json::Value::Array) && e.arr.size() == 2 && e.arr[0].is(json::Value::String) &&
+                 e.arr[1].is(json::Value::String)) {  // ["a", "b"]
+        a = e.arr[0].str;
+        b = e.arr[1].str;
+      } else {
+        refuse(w, "expected \"left right\" or [\"left\", \"right\"]");
+      }
+      uint32_t ia = vocab_id(a, w), ib = vocab_id(b, w), inew = vocab_id(a + b, w + " (merged result)");
+      // Like HF's HashMap collect: a repeated pair keeps the rank of its last occurrence.
+      t.merges_[(uint64_t)ia << 32 | ib] = Tokenizer::Merge{(uint32_t)i, inew};
+    }
+  }
+
+  // --- added tokens ----------------------------------------------------------------------------
+  // HF ignores the "id" written in the file and assigns ids itself (the model's id if the content
+  // is in the vocabulary, else the next free id after the vocabulary); it only warns when they
+  // differ. We compute the same ids and refuse a file whose ids disagree, since such a file would
+  // not mean what it says.
+  void load_added_tokens(const json::Value* list) {
+    if (!list || list->is(json::Value::Null)) return;
+    if (!list->is(json::Value::Array)) refuse("added_tokens", "expected an array");
+    int64_t max_added = -1;
+    const uint32_t model_size = (uint32_t)t.vocab_.size();
+    for (size_t i = 0; i < list->arr.size(); i++) {
+      const json::Value& e = list->arr[i];
+      const std::string w = "added_tokens[" + std::to_string(i) + "]";
+      check_keys(e, {"id", "content", "single_word", "lstrip", "rstrip", "normalized", "special"}, w);
+      Tokenizer::AddedToken tok;
+      tok.content = get_str(e, "content", w);
+      const json::Value* idv = e.find("id");
+      if (!idv || !idv->is(json::Value::Number)) refuse(w, "missing numeric 'id'");
+      int64_t file_id = idv->as_int();
+      tok.special = get_bool(e, "special", false, w);
+      tok.single_word = get_bool(e, "single_word", false, w);
+      tok.lstrip = get_bool(e, "lstrip", false, w);
+      tok.rstrip = get_bool(e, "rstrip", false, w);
+      tok.normalized = get_bool(e, "normalized", true, w);
+      if (tok.content.empty()) continue;  // HF skips empty added tokens
+      if (t.added_ids_.count(tok.content)) refuse(w, "duplicate added token " + json::quote(tok.content));
+      int64_t id;
+      auto in_vocab = t.vocab_.find(tok.content);
+      if (in_vocab != t.vocab_.end()) id = in_vocab->second;
+      else if (max_added < 0) id = model_size;
+      else id = (max_added >= (int64_t)model_size || model_size == 0) ? max_added + 1 : model_size;
+      if (id != file_id)
+        refuse(w, "token " + json::quote(tok.content) + " has id " + std::to_string(file_id) +
+                      " in the file, but HF tokenizers would give it id " + std::to_string(id) +
+                      " (model vocab id if present, else the next id after the vocabulary); fix the file");
+      max_added = std::max(max_added, id);
+      tok.id = (uint32_t)id;
+      t.added_ids_[tok.content] = tok.id;
+      t.added_.push_back(tok);
+    }
+    for (size_t k = 0; k < t.added_.size(); k++)
+      add_to_trie(t.added_[k].normalized ? t.trie_normalized_ : t.trie_raw_, t.added_[k].content, (int32_t)k);
+  }
+
+  static void add_to_trie(Tokenizer::Trie& trie, const std::string& s, int32_t token) {
+    if (trie.token.empty()) trie.token.push_back(-1);
+    uint32_t node = 0;
+    for (unsigned char c : s) {
+      auto it = trie.next[node].find(c);
+      if (it == trie.next[node].end()) {
+        trie.next.emplace_back();
+        trie.token.push_back(-1);
+        it = trie.next[node].emplace(c, (uint32_t)(trie.next.size() - 1)).first;
+      }
+      node = it->second;
+    }
+    trie.token[node] = token;
+    trie.first_byte[(unsigned char)s[0]] = true;
+  }
+
+  // --- normalizer, pre-tokenizer, post-processor, decoder --------------------------------------
+  void load_normalizer(const json::Value* n) {
+    if (!n || n->is(json::Value::Null)) return;
+    const std::string& type = get_str(*n, "type", "normalizer");
+    if (type == "Sequence") {  // an empty Sequence (DeepSeek-V3) is the identity
+      const json::Value* list = n->find("normalizers");
+      if (list && list->is(json::Value::Array) && list->arr.empty()) return;
+      if (list && list->is(json::Value::Array))
+        for (const json::Value& sub : list->arr) load_normalizer(&sub);
+      return;
+    }
+    refuse("normalizer", "type '" + type + "' is not supported (only null or an empty Sequence); "
+                         "this loader does no Unicode normalization, so NFC/NFKC/Lowercase/Replace... would change the ids");
+  }
+
+  void load_pre_tokenizer(const json::Value& p, const std::string& w) {
+    const std::string& type = get_str(p, "type", w);
+    Tokenizer::PreStep step;
+    if (type == "Sequence") {
+      check_keys(p, {"type", "pretokenizers"}, w);
+      const json::Value* list = p.find("pretokenizers");
+      if (!list || !list->is(json::Value::Array)) refuse(w, "Sequence needs an array 'pretokenizers'");
+      for (size_t i = 0; i < list->arr.size(); i++)
+        load_pre_tokenizer(list->arr[i], w + ".pretokenizers[" + std::to_string(i) + "]");
+      return;
+    }
+    if (type == "ByteLevel") {
+      check_keys(p, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, w);
+      step.kind = Tokenizer::PreStep::ByteLevel;
+      step.add_prefix_space = get_bool(p, "add_prefix_space", true, w);
+      step.use_regex = get_bool(p, "use_regex", true, w);
+    } else if (type == "Split") {
+      check_keys(p, {"type", "pattern", "behavior", "invert"}, w);
+      step.kind = Tokenizer::PreStep::Split;
+      step.regex = std::make_shared<Regex>(load_split_pattern(p, w));
+      step.behavior = load_behavior(get_str(p, "behavior", w), w + ".behavior");
+      step.invert = get_bool(p, "invert", false, w);
+    } else if (type == "Digits") {
+      check_keys(p, {"type", "individual_digits"}, w);
+      step.kind = Tokenizer::PreStep::Digits;
+      step.individual_digits = get_bool(p, "individual_digits", false, w);
+    } else {
+      refuse(w, "pre-tokenizer type '" + type + "' is not supported (supported: ByteLevel, Split, Digits, Sequence)");
+    }
+    t.steps_.push_back(std::move(step));
+  }
+
+  Regex load_split_pattern(const json::Value& p, const std::string& w) {
+    const json::Value* pat = p.find("pattern");
+    if (!pat || !pat->is(json::Value::Object) || pat->obj.size() != 1 || !pat->obj[0].second.is(json::Value::String))
+      refuse(w + ".pattern", "expected {\"Regex\": \"...\"} or {\"String\": \"...\"}");
+    const std::string& kind = pat->obj[0].first;
+    const std::string& text = pat->obj[0].second.str;
+    if (text.empty()) refuse(w + ".pattern", "empty pattern");
+    try {
+      if (kind == "Regex") return Regex(text);
+      if (kind == "String") return Regex(regex_escape(text));
+    } catch (const std::exception& e) {
+      refuse(w + ".pattern", e.what());
+    }
+    refuse(w + ".pattern", "unknown pattern kind '" + kind + "' (expected Regex or String)");
+  }
+
+  static Tokenizer::PreStep::Behavior load_behavior(const std::string& b, const std::string& w) {
+    if (b == "Removed") return Tokenizer::PreStep::Removed;
+    if (b == "Isolated") return Tokenizer::PreStep::Isolated;
+    if (b == "MergedWithPrevious") return Tokenizer::PreStep::MergedWithPrevious;
+    if (b == "MergedWithNext") return Tokenizer::PreStep::MergedWithNext;
+    if (b == "Contiguous") return Tokenizer::PreStep::Contiguous;
+    refuse(w, "unknown split behavior '" + b + "'");
+  }
+
+  // Byte-level BPE needs the ByteLevel pre-tokenizer to map bytes to its alphabet exactly once.
+  void check_pipeline() {
+    int n = 0;
+    for (const auto& s : t.steps_) n += s.kind == Tokenizer::PreStep::ByteLevel;
+    if (n == 0) refuse("pre_tokenizer", "has no ByteLevel step; this loader supports byte-level BPE only");
+    if (n > 1) refuse("pre_tokenizer", "has more than one ByteLevel step (bytes would be mapped twice)");
+  }
+
+  // Post-processors only add tokens when add_special_tokens=true; our encode is the
+  // add_special_tokens=false one, so the known kinds are accepted and have no effect.
+  void load_post_processor(const json::Value* p, const std::string& w) {
+    if (!p || p->is(json::Value::Null)) return;
+    const std::string& type = get_str(*p, "type", w);
+    if (type == "Sequence") {
+      const json::Value* list = p->find("processors");
+      if (list && list->is(json::Value::Array))
+        for (size_t i = 0; i < list->arr.size(); i++) load_post_processor(&list->arr[i], w + ".processors[" + std::to_string(i) + "]");
+      return;
+    }
+    if (type == "ByteLevel" || type == "TemplateProcessing" || type == "RobertaProcessing" || type == "BertProcessing") return;
+    refuse(w, "type '" + type + "' is not supported");
+  }
+
+  void load_decoder(const json::Value* d) {
+    if (!d || d->is(json::Value::Null)) return;  // decode() will refuse
+    const std::string& type = get_str(*d, "type", "decoder");
+    if (type != "ByteLevel") refuse("decoder", "type '" + type + "' is not supported (only ByteLevel or null)");
+    t.has_decoder_ = true;
+  }
+
+  // --- id tables -------------------------------------------------------------------------------
+  void build_id_tables() {
+    uint32_t size = 0;
+    for (const auto& kv : t.vocab_) size = std::max(size, kv.second + 1);
+    for (const auto& a : t.added_) size = std::max(size, a.id + 1);
+    t.id_to_token_.assign(size, std::string());
+    t.id_bytes_.assign(size, std::string());
+    t.id_special_.assign(size, false);
+    std::vector<bool> used(size, false);
+    for (const auto& kv : t.vocab_) {
+      if (used[kv.second]) refuse("model.vocab", "id " + std::to_string(kv.second) + " is used by two tokens");
+      used[kv.second] = true;
+      t.id_to_token_[kv.second] = kv.first;
+      // HF's ByteLevel decoder: a token made only of alphabet characters becomes those bytes;
+      // any other token is emitted as its own UTF-8 text.
+      if (!bytelevel_to_bytes(kv.first, &t.id_bytes_[kv.second])) t.id_bytes_[kv.second] = kv.first;
+    }
+    // Added tokens go through the same decoder (checked against HF tokenizers 0.23: an added
+    // token "ĠĠx" decodes to "  x"), so decode(encode(s)) can differ from s for such tokens.
+    for (const auto& a : t.added_) {
+      t.id_to_token_[a.id] = a.content;
+      if (!bytelevel_to_bytes(a.content, &t.id_bytes_[a.id])) t.id_bytes_[a.id] = a.content;
+      t.id_special_[a.id] = a.special;
+    }
+    t.char_id_.assign(0x400, -1);
+    for (uint32_t cp = 0; cp < 0x400; cp++) {
+      std::string s;
+      append_utf8(s, cp);
+      auto it = t.vocab_.find(s);
+      if (it != t.vocab_.end()) t.char_id_[cp] = (int32_t)it->second;
+    }
+    static std::atomic<uint64_t> next_serial{1};
+    t.serial_ = next_serial++;
+    std::ostringstream os;
+    os << "BPE vocab_size=" << size << " (model " << t.vocab_.size() << ", added " << t.added_.size()
+       << ") merges=" << t.merges_.size() << " ignore_merges=" << (t.ignore_merges_ ? "true" : "false")
+       << " pre_tokenizer=[";
+    for (size_t i = 0; i < t.steps_.size(); i++) {
+      const auto& s = t.steps_[i];
+      if (i) os << ", ";
+      if (s.kind == Tokenizer::PreStep::ByteLevel)
+        os << "ByteLevel(add_prefix_space=" << s.add_prefix_space << ", use_regex=" << s.use_regex << ")";
+      else if (s.kind == Tokenizer::PreStep::Digits)
+        os << "Digits(individual_digits=" << s.individual_digits << ")";
+      else
+        os << "Split(" << json::quote(s.regex->pattern()) << ")";
+    }
+    os << "]";
+    t.summary_ = os.str();
+  }
+};
+
+Tokenizer Tokenizer::from_json(const std::string& json_text) {
+  json::Value root = json::parse(json_text);
+  Tokenizer t;
+  TokenizerLoader{t}.load(root);
+  return t;
+}
+
+Tokenizer Tokenizer::load(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("tokenizer file '" + path + "': cannot open (check the path)");
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  try {
+    return from_json(text);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("tokenizer file '" + path + "': " + e.what());
+  }
+}
+
+int32_t Tokenizer::token_id(const std::string& tok) const {
+  auto a = added_ids_.find(tok);
+  if (a != added_ids_.end()) return (int32_t)a->second;
+  auto v = vocab_.find(tok);
+  return v == vocab_.end() ? -1 : (int32_t)v->second;
+}
+
+const std::string& Tokenizer::token_str(uint32_t id) const {
+  if (id >= id_to_token_.size())
+    throw std::runtime_error("token id " + std::to_string(id) + " out of range (vocab_size " + std::to_string(vocab_size()) + ")");
+  return id_to_token_[id];
+}
+
+std::string Tokenizer::summary() const { return summary_; }
+
+// ---------------------------------------------------------------------------------------------
+// Added tokens: HF AddedVocabulary::find_matches
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+// HF decides single_word with the Rust regex crate's \w (`\w$`, `^\w`), which is the UTS #18
+// word class: Alphabetic, Mark, Decimal_Number, Connector_Punctuation, Join_Control. (So '½' is
+// not a word character here, but U+200D ZERO WIDTH JOINER is.) Its \s is White_Space.
+bool rust_regex_is_word(uint32_t cp) {
+  using namespace unicode;
+  return is_alphabetic(cp) || (cat_bit(category(cp)) & (kMaskM | cat_bit(Nd) | cat_bit(Pc))) || is_join_control(cp);
+}
+
+// Code point ending at byte `end` of s (s[begin, end) non-empty), and its start offset.
+uint32_t cp_before(const std::string& s, uint32_t begin, uint32_t end, uint32_t* start) {
+  uint32_t b = end - 1;
+  while (b > begin && end - b < 4 && ((unsigned char)s[b] & 0xC0) == 0x80) b--;
+  std::vector<uint32_t> cps, offsets;
+  decode_utf8(s.substr(b, end - b), cps, offsets);
+  if (cps.size() != 1) { *start = end - 1; return 0xDC00 + (unsigned char)s[end - 1]; }  // invalid byte
+  *start = b;
+  return cps[0];
+}
+
+// Code point starting at byte `pos` of s (pos < end), and its length in bytes.
+uint32_t cp_at(const std::string& s, uint32_t pos, uint32_t end, uint32_t* len) {
+  std::vector<uint32_t> cps, offsets;
+  decode_utf8(s.substr(pos, std::min<uint32_t>(4, end - pos)), cps, offsets);
+  *len = offsets[1];
+  return cps[0];
+}
+
+}  // namespace
+
+// Splits text[begin, end) on the tokens of one trie, appending segments to out. Matches are found
+// leftmost-longest without overlap first (aho-corasick in HF), then filtered by single_word and
+// widened by lstrip/rstrip, exactly in HF's order.
+static void find_added_in(const std::string& text, uint32_t begin, uint32_t end, const Tokenizer::Trie& trie,
+                          const std::vector<Tokenizer::AddedToken>& added, std::vector<Tokenizer::Segment>& out) {
+  struct Match { uint32_t start, stop; int32_t token; };
+  std::vector<Match> matches;
+  if (!trie.empty()) {
+    for (uint32_t i = begin; i < end;) {
+      if (!trie.first_byte[(unsigned char)text[i]]) { i++; continue; }
+      uint32_t node = 0, best_end = 0;
+      int32_t best = -1;
+      for (uint32_t j = i; j < end; j++) {
+        auto it = trie.next[node].find((unsigned char)text[j]);
+        if (it == trie.next[node].end()) break;
+        node = it->second;
+        if (trie.token[node] >= 0) { best = trie.token[node]; best_end = j + 1; }
+      }
+      if (best < 0) { i++; continue; }
+      matches.push_back({i, best_end, best});
+      i = best_end;
+    }
+  }
+  uint32_t start_offset = begin;
+  for (const Match& m : matches) {
+    const Tokenizer::AddedToken& tok = added[m.token];
+    uint32_t start = m.start, stop = m.stop, n;
+    if (tok.single_word) {
+      bool start_space = start == begin || !rust_regex_is_word(cp_before(text, begin, start, &n));
+      bool stop_space = stop == end || !rust_regex_is_word(cp_at(text, stop, end, &n));
+      if (!start_space || !stop_space) continue;
+    }
+    if (tok.lstrip) {  // swallow the white space before the token (not past the previous match)
+      uint32_t s = start;
+      while (s > begin) {
+        uint32_t prev_start;
+        if (!unicode::is_white_space(cp_before(text, begin, s, &prev_start))) break;
+        s = prev_start;
+      }
+      start = std::max(s, start_offset);
+    }
+    if (tok.rstrip) {  // and the white space after it
+      uint32_t len;
+      while (stop < end && unicode::is_white_space(cp_at(text, stop, end, &len))) stop += len;
+    }
+    if (start_offset < start) out.push_back({start_offset, start, -1});
+    out.push_back({start, stop, (int64_t)tok.id});
+    start_offset = stop;
+  }
+  if (start_offset < end) out.push_back({start_offset, end, -1});
+}
+
+// HF extract_and_normalize: first the normalized=false tokens on the raw text, then the
+// normalized=true tokens on the (normalized; here identity) remaining pieces.
+void Tokenizer::split_added(const std::string& text, std::vector<Segment>& out) const {
+  out.clear();
+  if (text.empty()) return;
+  if (trie_raw_.empty() && trie_normalized_.empty()) {
+    out.push_back({0, (uint32_t)text.size(), -1});
+    return;
+  }
+  std::vector<Segment> first;
+  find_added_in(text, 0, (uint32_t)text.size(), trie_raw_, added_, first);
+  for (const Segment& s : first) {
+    if (s.id >= 0) out.push_back(s);
+    else find_added_in(text, s.begin, s.end, trie_normalized_, added_, out);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pre-tokenizer steps: HF NormalizedString::split with its SplitDelimiterBehavior
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+struct Span { uint32_t begin, end; bool is_match; };
+
+// Applies a split behaviour to the (match / non-match) spans covering a piece and appends the
+// resulting non-empty sub-strings.
+void apply_behavior(const std::string& piece, std::vector<Span>& spans, Tokenizer::PreStep::Behavior behavior,
+                    std::vector<std::string>& out) {
+  using B = Tokenizer::PreStep;
+  std::vector<Span> merged;  // is_match reused as "remove" below
+  bool previous_match = false;
+  switch (behavior) {
+    case B::Isolated:
+      for (Span s : spans) merged.push_back({s.begin, s.end, false});
+      break;
+    case B::Removed:
+      merged = spans;
+      break;
+    case B::Contiguous:  // runs of matches (or of non-matches) fuse
+      for (Span s : spans) {
+        if (s.is_match == previous_match && !merged.empty()) merged.back().end = s.end;
+        else merged.push_back({s.begin, s.end, false});
+        previous_match = s.is_match;
+      }
+      break;
+    case B::MergedWithPrevious:  // a match joins the piece before it
+      for (Span s : spans) {
+        if (s.is_match && !previous_match && !merged.empty()) merged.back().end = s.end;
+        else merged.push_back({s.begin, s.end, false});
+        previous_match = s.is_match;
+      }
+      break;
+    case B::MergedWithNext: {  // a match joins the piece after it (HF folds from the right)
+      for (size_t k = spans.size(); k-- > 0;) {
+        Span s = spans[k];
+        if (s.is_match && !previous_match && !merged.empty()) merged.back().begin = s.begin;
+        else merged.push_back({s.begin, s.end, false});
+        previous_match = s.is_match;
+      }
+      std::reverse(merged.begin(), merged.end());
+      break;
+    }
+  }
+  for (const Span& s : merged)
+    if (!s.is_match && s.end > s.begin) out.emplace_back(piece, s.begin, s.end - s.begin);
+}
+
+void split_step(const Tokenizer::PreStep& step, const std::string& piece, std::vector<std::string>& out) {
+  std::vector<uint32_t> cps, offsets;
+  std::vector<std::pair<uint32_t, uint32_t>> matches;
+  decode_utf8(piece, cps, offsets);
+  std::vector<Span> spans;
+  if (step.kind == Tokenizer::PreStep::Split) {
+    step.regex->find_all(cps, matches);
+    uint32_t prev = 0;  // HF Pattern::find_matches: gaps and matches, byte offsets
+    for (const auto& m : matches) {
+      if (m.first != prev) spans.push_back({offsets[prev], offsets[m.first], false});
+      spans.push_back({offsets[m.first], offsets[m.second], true});
+      prev = m.second;
+    }
+    if (prev != cps.size()) spans.push_back({offsets[prev], (uint32_t)piece.size(), false});
+    if (step.invert)
+      for (Span& s : spans) s.is_match = !s.is_match;
+    apply_behavior(piece, spans, step.behavior, out);
+  } else {  // Digits: every numeric char (Rust char::is_numeric: Nd, Nl, No) is its own match
+    uint32_t last = 0;
+    for (size_t i = 0; i < cps.size(); i++) {
+      if (unicode::cat_bit(unicode::category(cps[i])) & unicode::kMaskN) {
+        if (last < offsets[i]) spans.push_back({last, offsets[i], false});
+        spans.push_back({offsets[i], offsets[i + 1], true});
+        last = offsets[i + 1];
+      }
+    }
+    if (last < piece.size()) spans.push_back({last, (uint32_t)piece.size(), false});
+    apply_behavior(piece, spans, step.individual_digits ? Tokenizer::PreStep::Isolated : Tokenizer::PreStep::Contiguous, out);
+  }
+}
+
+// ByteLevel: optional prefix space, optional GPT-2 split, then every byte to its alphabet char.
+void bytelevel_step(const Tokenizer::PreStep& step, const std::string& piece, std::vector<std::string>& out) {
+  std::string with_space;
+  const std::string* src = &piece;
+  if (step.add_prefix_space && piece[0] != ' ') {
+    with_space = " " + piece;
+    src = &with_space;
+  }
+  if (!step.use_regex) {
+    out.push_back(bytes_to_bytelevel(*src));
+    return;
+  }
+  size_t first = out.size();
+  split_isolated(gpt2_regex(), *src, out);
+  for (size_t k = first; k < out.size(); k++) out[k] = bytes_to_bytelevel(out[k]);
+}
+
+}  // namespace
+
+void Tokenizer::pretokenize_segment(const std::string& text, std::vector<std::string>& words) const {
+  std::vector<std::string> cur, next;
+  cur.push_back(text);
+  for (const PreStep& step : steps_) {
+    next.clear();
+    for (const std::string& piece : cur) {
+      if (step.kind == PreStep::ByteLevel) bytelevel_step(step, piece, next);
+      else split_step(step, piece, next);
+    }
+    cur.swap(next);
+  }
+  for (std::string& w : cur) words.push_back(std::move(w));
+}
+
+// ---------------------------------------------------------------------------------------------
+// BPE: HF models::bpe::Word::merge_all
+// ---------------------------------------------------------------------------------------------
+// Repeatedly merges the adjacent pair with the lowest merge rank (leftmost on ties), using a
+// heap of candidate pairs and a linked list of symbols; stale heap entries are skipped.
+void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
+  if (ignore_merges_) {  // HF: a pre-token that is itself in the vocabulary is emitted whole
+    auto it = vocab_.find(word);
+    if (it != vocab_.end()) { out.push_back(it->second); return; }
+  }
+  struct Symbol { uint32_t id; int32_t prev, next; bool alive; };
+  std::vector<Symbol> sym;
+  sym.reserve(word.size());
+  std::vector<uint32_t> cps, offsets;
+  decode_utf8(word, cps, offsets);
+  bool pending_unk = false;  // the last symbol is an unk that a following unknown char may fuse into
+  for (size_t i = 0; i < cps.size(); i++) {
+    int64_t id = -1;
+    if (cps[i] < char_id_.size()) id = char_id_[cps[i]];
+    else {
+      auto it = vocab_.find(word.substr(offsets[i], offsets[i + 1] - offsets[i]));
+      if (it != vocab_.end()) id = it->second;
+    }
+    if (id < 0) {  // unknown character: unk token (fused if fuse_unk), or dropped without one, as HF
+      if (unk_id_ < 0) continue;
+      if (pending_unk && fuse_unk_) continue;
+      id = unk_id_;
+      pending_unk = true;
+    } else {
+      pending_unk = false;
+    }
+    int32_t k = (int32_t)sym.size();
+    sym.push_back({(uint32_t)id, k - 1, k + 1, true});
+  }
+  if (sym.empty()) return;
+  sym.back().next = -1;
+
+  struct Cand { uint32_t rank; int32_t pos; uint32_t new_id; };
+  auto worse = [](const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; };
+  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
+  auto lookup = [&](uint32_t a, uint32_t b) -> const Merge* {
+    auto it = merges_.find((uint64_t)a << 32 | b);
+    return it == merges_.end() ? nullptr : &it->second;
+  };
+  for (size_t i = 0; i + 1 < sym.size(); i++)
+    if (const Merge* m = lookup(sym[i].id, sym[i + 1].id)) heap.push({m->rank, (int32_t)i, m->new_id});
+
+  while (!heap.empty()) {
+    Cand top = heap.top();
+    heap.pop();
+    Symbol& left = sym[top.pos];
+    if (!left.alive || left.next < 0) continue;
+    Symbol& right = sym[left.next];
+    const Merge* m = lookup(left.id, right.id);
+    if (!m || m->new_id != top.new_id) continue;  // stale entry: a neighbour changed since
+    left.id = top.new_id;
+    right.alive = false;
+    left.next = right.next;
+    if (left.next >= 0) sym[left.next].prev = top.pos;
+    if (left.prev >= 0)
+      if (const Merge* pm = lookup(sym[left.prev].id, left.id)) heap.push({pm->rank, left.prev, pm->new_id});
+    if (left.next >= 0)
+      if (const Merge* nm = lookup(left.id, sym[left.next].id)) heap.push({nm->rank, top.pos, nm->new_id});
+  }
+  for (const Symbol& s : sym)
+    if (s.alive) out.push_back(s.id);
+}
+
+namespace {
+struct WordCache {
+  uint64_t owner = 0;
+  std::unordered_map<std::string, std::vector<uint32_t>> map;
+};
+thread_local WordCache tl_cache;
+}  // namespace
+
+void Tokenizer::encode_word_cached(const std::string& word, std::vector<uint32_t>& out) const {
+  WordCache& c = tl_cache;
+  if (c.owner != serial_) {
+    c.map.clear();
+    c.owner = serial_;
+  }
+  auto it = c.map.find(word);
+  if (it != c.map.end()) {
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    return;
+  }
+  size_t before = out.size();
+  bpe(word, out);
+  if (c.map.size() >= kCacheEntries) c.map.clear();  // simple cap: start over
+  c.map.emplace(word, std::vector<uint32_t>(out.begin() + before, out.end()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public encode / decode / pretokenize
+// ---------------------------------------------------------------------------------------------
+void Tokenizer::encode_append(const std::string& text, std::vector<uint32_t>& out) const {
+  std::vector<Segment> segments;
+  std::vector<std::string> words;
+  split_added(text, segments);
+  for (const Segment& s : segments) {
+    if (s.id >= 0) { out.push_back((uint32_t)s.id); continue; }
+    words.clear();
+    pretokenize_segment(text.substr(s.begin, s.end - s.begin), words);
+    for (const std::string& w : words) encode_word_cached(w, out);
+  }
+}
+
+std::vector<uint32_t> Tokenizer::encode(const std::string& text) const {
+  std::vector<uint32_t> out;
+  out.reserve(text.size() / 3 + 16);
+  encode_append(text, out);
+  return out;
+}
+
+std::vector<std::string> Tokenizer::pretokenize(const std::string& text) const {
+  std::vector<Segment> segments;
+  std::vector<std::string> words;
+  split_added(text, segments);
+  for (const Segment& s : segments)
+    if (s.id < 0) pretokenize_segment(text.substr(s.begin, s.end - s.begin), words);
+  return words;
+}
+
+std::string Tokenizer::decode(const std::vector<uint32_t>& ids) const {
+  if (!has_decoder_) throw std::runtime_error("decode: this tokenizer.json has no decoder (expected \"decoder\": {\"type\": \"ByteLevel\"})");
+  std::string out;
+  for (size_t i = 0; i < ids.size(); i++) {
+    uint32_t id = ids[i];
+    if (id >= id_to_token_.size() || (id_to_token_[id].empty()))
+      throw std::runtime_error("decode: id " + std::to_string(id) + " at position " + std::to_string(i) +
+                               " is not in the vocabulary (vocab_size " + std::to_string(vocab_size()) + ")");
+    out += id_bytes_[id];
+  }
+  return out;
+}
+
+}  // namespace ref

@@ -1,0 +1,124 @@
+// tokenizer.h — byte-level BPE tokenizer that loads HuggingFace tokenizer.json files.
+//
+// encode(text) returns exactly the ids of HF `tokenizer.encode(text, add_special_tokens=False)`
+// for the tokenizer.json features listed in docs/TOKENIZER.md; every other feature is refused at
+// load time with a message naming it, so a file either loads and matches HF id for id, or fails.
+//
+// The pipeline, as in HF:
+//   text --added tokens split--> segments (added-token ids are emitted as they are)
+//        --pre-tokenizer (ByteLevel / Split / Digits, in sequence)--> pre-tokens in the
+//          byte-level alphabet ("Ġhello")
+//        --BPE (merges by rank, leftmost first)--> ids
+// decode(ids) is the exact inverse on bytes: every id maps to a fixed byte string.
+//
+// Thread safety: a loaded Tokenizer is immutable; encode/decode/pretokenize may be called from
+// many threads at once. Each thread keeps its own cache of recently seen pre-tokens (at most
+// kCacheEntries, for the tokenizer it used last), so threads never contend.
+#pragma once
+#include <cstdint>        // uint32_t, int32_t, uint64_t
+#include <memory>         // std::shared_ptr
+#include <string>         // std::string
+#include <unordered_map>  // vocab and merge maps
+#include <vector>         // std::vector
+
+#include "ref/regex.h"
+
+namespace ref {
+
+class Tokenizer {
+ public:
+  static constexpr size_t kCacheEntries = 1 << 16;  // per-thread pre-token cache size cap
+
+  // Reads and parses a tokenizer.json; throws std::runtime_error naming the file and problem.
+  static Tokenizer load(const std::string& path);
+  // Same from the JSON text; errors name the JSON path ("model.merges[12]: ...").
+  static Tokenizer from_json(const std::string& json_text);
+
+  // == HF encode(text, add_special_tokens=false).ids. Any bytes are accepted: an invalid UTF-8
+  // byte is treated as one character of category Cs (HF itself only takes valid UTF-8).
+  std::vector<uint32_t> encode(const std::string& text) const;
+  void encode_append(const std::string& text, std::vector<uint32_t>& out) const;  // no realloc churn
+
+  // Exact bytes of the ids, through HF's ByteLevel decoder: a token made only of byte-level
+  // alphabet characters becomes those bytes ("<|endoftext|>" is such a token: ASCII maps to
+  // itself), any other token its own UTF-8 text ("<｜end▁of▁sentence｜>"); special tokens are
+  // included. Unlike HF there is no lossy UTF-8 repair: the bytes are exact. Throws if an id is
+  // out of range, or if the file has no ByteLevel decoder.
+  std::string decode(const std::vector<uint32_t>& ids) const;
+
+  // Pre-tokens after the added-token split and the pre-tokenizer, in the form BPE sees (byte-level
+  // alphabet when the pre-tokenizer has ByteLevel). Added-token matches are not included.
+  std::vector<std::string> pretokenize(const std::string& text) const;
+
+  // 1 + the largest id (model vocabulary and added tokens): the embedding table size.
+  uint32_t vocab_size() const { return (uint32_t)id_to_token_.size(); }
+  int32_t token_id(const std::string& tok) const;      // -1 if absent (added tokens first, as HF)
+  const std::string& token_str(uint32_t id) const;     // "" for an unused id; throws if out of range
+  bool is_special(uint32_t id) const { return id < id_special_.size() && id_special_[id]; }
+  std::string summary() const;                         // one line: model, sizes, pre-tokenizer steps
+
+  // Implementation types (public so helpers in tokenizer.cpp can use them).
+  struct AddedToken {
+    std::string content;
+    uint32_t id = 0;
+    bool special = false, single_word = false, lstrip = false, rstrip = false, normalized = true;
+  };
+  struct PreStep {
+    enum Kind { ByteLevel, Split, Digits } kind = ByteLevel;
+    bool add_prefix_space = false, use_regex = true;  // ByteLevel
+    std::shared_ptr<const Regex> regex;               // Split (String patterns are escaped)
+    enum Behavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous } behavior = Isolated;
+    bool invert = false;                              // Split
+    bool individual_digits = false;                   // Digits
+  };
+  struct Merge { uint32_t rank, new_id; };
+  struct Segment { uint32_t begin, end; int64_t id; };  // text bytes [begin, end); id >= 0: an added token
+  struct Trie {  // byte trie of added-token contents, for leftmost-longest matching
+    std::vector<std::unordered_map<unsigned char, uint32_t>> next{1};
+    std::vector<int32_t> token;  // index into added_ per node, -1 if none
+    bool first_byte[256] = {};
+    bool empty() const { return next.size() == 1; }
+  };
+
+ private:
+  // Model
+  std::unordered_map<std::string, uint32_t> vocab_;  // model vocabulary
+  std::unordered_map<uint64_t, Merge> merges_;       // (left id << 32 | right id) -> rank, result
+  std::vector<int32_t> char_id_;                      // code point (< 0x400) -> id, -1 if absent
+  bool ignore_merges_ = false;
+  int64_t unk_id_ = -1;
+  bool fuse_unk_ = false;
+  // Added tokens
+  std::vector<AddedToken> added_;
+  std::unordered_map<std::string, uint32_t> added_ids_;
+  Trie trie_raw_, trie_normalized_;  // normalized=false tokens, normalized=true tokens
+  // Pre-tokenizer, decoder
+  std::vector<PreStep> steps_;
+  bool has_decoder_ = false;
+  // Ids
+  std::vector<std::string> id_to_token_;
+  std::vector<std::string> id_bytes_;   // what decode emits for each id
+  std::vector<bool> id_special_;
+  std::string summary_;
+  uint64_t serial_ = 0;  // identifies this tokenizer's content for the per-thread caches
+
+  void split_added(const std::string& text, std::vector<Segment>& out) const;
+  void pretokenize_segment(const std::string& text, std::vector<std::string>& words) const;
+  void bpe(const std::string& word, std::vector<uint32_t>& out) const;
+  void encode_word_cached(const std::string& word, std::vector<uint32_t>& out) const;
+
+  friend struct TokenizerLoader;
+};
+
+// The GPT-2 byte <-> unicode alphabet used by ByteLevel: printable bytes map to themselves, the
+// others to U+0100 + n in byte order, so every byte is one visible character ("Ġ" is the space).
+const std::vector<std::string>& bytelevel_alphabet();  // 256 UTF-8 strings, index = byte value
+std::string bytes_to_bytelevel(const std::string& raw);
+// Inverse of bytes_to_bytelevel; returns false if s has a character outside the alphabet.
+bool bytelevel_to_bytes(const std::string& s, std::string* raw);
+// The ByteLevel(use_regex=true) split with the GPT-2 pattern, as raw byte strings (not mapped).
+std::vector<std::string> gpt2_pretokenize(const std::string& text);
+// The GPT-2 pattern itself.
+extern const char* const kGpt2Pattern;
+
+}  // namespace ref

@@ -1,0 +1,146 @@
+// trainer.cpp — see trainer.h.
+#include "ref/trainer.h"
+
+#include <cmath>      // std::exp, std::isfinite
+#include <stdexcept>  // std::runtime_error
+
+#include "ref/metrics.h"      // maxvio_per_layer
+#include "ref/rng.h"          // Rng
+#include "ref/safetensors.h"  // SafeTensorsWriter, SafeTensorsFile
+
+namespace ref {
+
+std::vector<int> chunk_order(const Config& c, uint64_t micro_index) {
+  if (c.routing != Routing::expert_choice || !c.ec_shuffle) return {};
+  const int N = c.B * c.T;
+  std::vector<int> order(N);
+  for (int i = 0; i < N; ++i) order[i] = i;
+  Rng rng(c.seed ^ (0xD1B54A32D192ED03ull * (micro_index + 1)));
+  for (int i = N - 1; i > 0; --i) std::swap(order[i], order[rng.below((uint64_t)i + 1)]);
+  return order;
+}
+
+StepResult train_step(Model& model, Loader& loader, int step, const MicroHook& hook) {
+  const Config& c = model.config();
+  StepResult r;
+  std::vector<int> inputs, targets;
+  model.zero_grad();
+  for (int m = 0; m < c.grad_accum; ++m) {
+    loader.next(inputs, targets);
+    const std::vector<int> order = chunk_order(c, (uint64_t)step * c.grad_accum + m);
+    MicroBatch mb{inputs.data(), targets.data(), order.empty() ? nullptr : order.data()};
+    const ForwardStats st = model.forward_backward(mb, 1.0f / c.grad_accum);
+    if (!std::isfinite(st.loss) || !std::isfinite(st.aux))
+      throw std::runtime_error("loss is " + std::to_string(st.loss) + " at step " + std::to_string(step) +
+                               ": training diverged (lower --lr or raise --warmup)");
+    r.loss += st.loss / c.grad_accum;
+    r.aux += st.aux / c.grad_accum;
+    if (hook) hook(m, mb);
+  }
+  r.grad_norm = model.grad_norm();
+  if (!std::isfinite(r.grad_norm))
+    throw std::runtime_error("gradient norm is not finite at step " + std::to_string(step) + ": training diverged");
+  if (c.grad_clip > 0 && r.grad_norm > c.grad_clip) model.scale_grads((float)(c.grad_clip / r.grad_norm));
+  r.lr = learning_rate(c, step);
+  model.adamw(r.lr, step + 1);
+  r.counts = model.step_counts();
+  model.update_bias();  // after the optimizer step, from the whole step's counts
+  return r;
+}
+
+EvalResult evaluate(Model& model, const std::vector<uint32_t>& val, int max_batches) {
+  const Config& c = model.config();
+  Loader loader(&val, c.B, c.T, 0, /*shuffle=*/false);
+  const uint64_t available = loader.windows() / c.B;
+  if (available == 0)
+    throw std::runtime_error("validation data holds fewer than B*(T+1) tokens; use more data or a smaller --batch");
+  EvalResult r;
+  r.batches = (int)(max_batches > 0 ? std::min<uint64_t>(available, max_batches) : available);
+  r.counts.assign((size_t)c.n_moe() * c.E, 0);
+  std::vector<int> inputs, targets;
+  for (int i = 0; i < r.batches; ++i) {
+    loader.next(inputs, targets);
+    const std::vector<int> order = chunk_order(c, ~0ull - i);
+    MicroBatch mb{inputs.data(), targets.data(), order.empty() ? nullptr : order.data()};
+    r.loss += model.forward(mb).loss / r.batches;
+    for (int mi = 0; mi < c.n_moe(); ++mi) {
+      const RoutingTrace t = model.routing(mi);
+      for (int e : t.a_exp) r.counts[(size_t)mi * c.E + e]++;
+    }
+  }
+  r.ppl = std::exp(r.loss);
+  r.maxvio = maxvio_per_layer(r.counts, c.E);
+  return r;
+}
+
+// ---------------------------------------------------------------- checkpoints
+void save_checkpoint(const std::string& path, const Model& model, const TrainState& st) {
+  const Config& c = model.config();
+  const TensorTable& t = model.table();
+  const std::vector<float> p = model.get(Arena::params), m = model.get(Arena::adam_m), v = model.get(Arena::adam_v);
+  const std::vector<float> b = model.biases();
+  SafeTensorsWriter w;
+  for (const TensorSpec& s : t.params) {
+    const std::vector<int64_t> shape(s.shape.begin(), s.shape.end());
+    w.add(s.name, shape, p.data() + s.offset);
+    w.add("adam.m/" + s.name, shape, m.data() + s.offset);
+    w.add("adam.v/" + s.name, shape, v.data() + s.offset);
+  }
+  for (int mi = 0; mi < c.n_moe(); ++mi) w.add(bias_name(c.n_dense + mi), {c.E}, b.data() + (size_t)mi * c.E);
+  w.meta("format", "lfmoe-checkpoint");
+  w.meta("version", "1");
+  w.meta("config", to_json(c));
+  w.meta("step", std::to_string(st.step));
+  w.meta("data_pos", std::to_string(st.data_pos));
+  w.meta("backend", model.backend());
+  w.write(path);
+}
+
+static SafeTensorsFile read_checkpoint_file(const std::string& path) {
+  SafeTensorsFile f = SafeTensorsFile::read(path);
+  if (f.meta_at("format") != "lfmoe-checkpoint")
+    throw std::runtime_error(path + ": format '" + f.meta_at("format") + "' is not an lfmoe checkpoint");
+  if (f.meta_at("version") != "1")
+    throw std::runtime_error(path + ": checkpoint version " + f.meta_at("version") + " is not supported (expected 1)");
+  return f;
+}
+
+Config checkpoint_config(const std::string& path) { return config_from_json(read_checkpoint_file(path).meta_at("config")); }
+
+TrainState load_checkpoint(const std::string& path, Model& model) {
+  const SafeTensorsFile f = read_checkpoint_file(path);
+  const Config saved = config_from_json(f.meta_at("config"));
+  const Config& c = model.config();
+  const std::vector<std::string> diff = shape_differences(saved, c);
+  if (!diff.empty()) {
+    std::string msg = path + ": checkpoint was written for a different model; differences (checkpoint vs now):";
+    for (auto& d : diff) msg += "\n  - " + d;
+    throw std::runtime_error(msg + "\nresume with the checkpoint's settings, or start a new run");
+  }
+  const TensorTable& t = model.table();
+  std::vector<float> p(t.total), m(t.total), v(t.total), b((size_t)c.n_moe() * c.E);
+  for (const TensorSpec& s : t.params) {
+    const std::vector<int64_t> shape(s.shape.begin(), s.shape.end());
+    const auto copy = [&](const std::string& name, std::vector<float>& dst) {
+      const std::vector<float> x = f.f32(name, shape);
+      std::copy(x.begin(), x.end(), dst.begin() + s.offset);
+    };
+    copy(s.name, p);
+    copy("adam.m/" + s.name, m);
+    copy("adam.v/" + s.name, v);
+  }
+  for (int mi = 0; mi < c.n_moe(); ++mi) {  // a checkpoint without its biases is refused, never zero-filled
+    const std::vector<float> x = f.f32(bias_name(c.n_dense + mi), {c.E});
+    std::copy(x.begin(), x.end(), b.begin() + (size_t)mi * c.E);
+  }
+  model.set(Arena::params, p);
+  model.set(Arena::adam_m, m);
+  model.set(Arena::adam_v, v);
+  model.set_biases(b);
+  TrainState st;
+  st.step = std::stoi(f.meta_at("step"));
+  st.data_pos = std::stoull(f.meta_at("data_pos"));
+  return st;
+}
+
+}  // namespace ref

@@ -1,0 +1,510 @@
+// train.cpp — the lfmoe trainer: flags, data, model, training loop, evaluation, logging,
+// checkpoints, dumps for other implementations, and sampling.
+//
+//   build/train --preset cpu --data data/shards/tok4k            train the default model
+//   build/train --preset tiny --data FILE --dump step.safetensors one step, everything recorded
+//   build/train --help                                            every flag
+#include <chrono>     // std::chrono::steady_clock
+#include <cmath>      // std::exp
+#include <cstdio>     // std::printf, std::fprintf
+#include <cstring>    // std::strncmp
+#include <fstream>    // std::ofstream
+#include <functional> // std::function
+#include <iostream>   // std::cerr
+#include <map>        // std::map
+#include <memory>     // std::unique_ptr
+#include <sstream>    // std::ostringstream
+#include <stdexcept>  // std::runtime_error
+#include <string>     // std::string
+#include <sys/stat.h> // stat
+#include <unistd.h>   // isatty
+#include <vector>     // std::vector
+
+#include "ref/config.h"       // Config, presets, validate
+#include "ref/data.h"         // load_tokens, Loader
+#include "ref/json.h"         // json::quote
+#include "ref/metrics.h"      // maxvio_per_layer, bias_stats
+#include "ref/model.h"        // Model
+#include "ref/moe.h"          // maxvio
+#include "ref/rng.h"          // Rng (sampling)
+#include "ref/safetensors.h"  // SafeTensorsWriter (dumps)
+#include "ref/tokenizer.h"    // Tokenizer (sampling, prompts)
+#include "ref/trainer.h"      // train_step, evaluate, checkpoints
+#ifdef _OPENMP
+#include <omp.h>  // omp_set_num_threads
+#endif
+#ifdef LFMOE_CUDA
+#include "cuda/model.h"  // cuda::make_model, cuda::device_available
+#endif
+
+using namespace ref;
+
+// ---------------------------------------------------------------- flags
+struct Options {
+  std::string preset = "cpu", data, val, backend = "cpu", log, save, resume, dump, tokenizer, sample_prompt;
+  int dump_steps = 1, eval_every = 0, eval_batches = 0, save_every = 0, print_every = 10, ep_dp = 0;
+  int sample_tokens = 0, threads = 0;
+  float temperature = 1.0f;
+  bool vocab_set = false, print_config = false;
+};
+
+struct Flag {
+  const char* name;
+  const char* arg;  // nullptr for switches
+  const char* help;
+  std::function<void(const std::string&)> set;
+};
+
+static std::vector<Flag> make_flags(Options& o, std::vector<std::function<void(Config&)>>& edits) {
+  // Config edits are collected and applied after the preset, whatever the flag order.
+  auto cfg = [&edits](std::function<void(Config&, const std::string&)> f) {
+    return [&edits, f](const std::string& v) { edits.push_back([f, v](Config& c) { f(c, v); }); };
+  };
+  auto I = [](const std::string& v) { return std::stoi(v); };
+  auto F = [](const std::string& v) { return std::stof(v); };
+  return {
+      {"preset", "NAME", "tiny | cpu (default) | gpu | paper-1b | paper-3b", [&o](auto& v) { o.preset = v; }},
+      {"data", "PATH", "training tokens: a shard, a directory with train.bin/val.bin, or any file as raw bytes",
+       [&o](auto& v) { o.data = v; }},
+      {"val", "PATH", "validation tokens (default: DIR/val.bin, else the last 5% of --data)", [&o](auto& v) { o.val = v; }},
+      {"backend", "cpu|cuda", "where to train (cuda needs a build with nvcc and a GPU)", [&o](auto& v) { o.backend = v; }},
+      {"threads", "N", "OpenMP threads for the CPU backend (default: all cores)", [&o, I](auto& v) { o.threads = I(v); }},
+      // model shape
+      {"vocab", "V", "vocabulary size", cfg([I, &o](Config& c, auto& v) { c.V = I(v); o.vocab_set = true; })},
+      {"width", "C", "model width", cfg([I](Config& c, auto& v) { c.C = I(v); })},
+      {"heads", "H", "attention heads", cfg([I](Config& c, auto& v) { c.H = I(v); })},
+      {"layers", "L", "layers", cfg([I](Config& c, auto& v) { c.L = I(v); })},
+      {"dense-layers", "N", "leading layers with a dense FFN", cfg([I](Config& c, auto& v) { c.n_dense = I(v); })},
+      {"dense-hidden", "Fd", "dense FFN hidden size", cfg([I](Config& c, auto& v) { c.Fd = I(v); })},
+      {"experts", "E", "routed experts per MoE layer", cfg([I](Config& c, auto& v) { c.E = I(v); })},
+      {"topk", "K", "experts per token", cfg([I](Config& c, auto& v) { c.K = I(v); })},
+      {"shared", "S", "shared experts per MoE layer", cfg([I](Config& c, auto& v) { c.S = I(v); })},
+      {"expert-hidden", "F", "expert hidden size", cfg([I](Config& c, auto& v) { c.F = I(v); })},
+      {"seq", "T", "sequence length", cfg([I](Config& c, auto& v) { c.T = I(v); })},
+      {"init-std", "X", "init standard deviation (paper: 0.006)", cfg([F](Config& c, auto& v) { c.init_std = F(v); })},
+      // routing and balance
+      {"gate", "sigmoid|softmax", "router gate function G", cfg([](Config& c, auto& v) { c.gate = parse_gate(v); })},
+      {"routing", "token|expert", "token choice (top-K) or expert choice",
+       cfg([](Config& c, auto& v) { c.routing = parse_routing(v); })},
+      {"balance", "none|aux|lossfree", "load balancing", cfg([](Config& c, auto& v) { c.balance = parse_balance(v); })},
+      {"bias-kind", "add|mul", "loss-free key s+b or s*b", cfg([](Config& c, auto& v) { c.bias_kind = parse_bias_kind(v); })},
+      {"update-rule", "sign|error", "loss-free update b += u*sign(e) or u*e/mean(c)",
+       cfg([](Config& c, auto& v) { c.update_rule = parse_update_rule(v); })},
+      {"bias-rate", "U", "loss-free update rate u (paper: 1e-3)", cfg([F](Config& c, auto& v) { c.bias_rate = F(v); })},
+      {"aux-alpha", "A", "aux loss weight alpha (paper baseline: 1e-3)", cfg([F](Config& c, auto& v) { c.aux_alpha = F(v); })},
+      {"aux-per-batch", nullptr, "aux loss over the micro-batch instead of per sequence",
+       cfg([](Config& c, auto&) { c.aux_per_batch = true; })},
+      {"norm-topk", nullptr, "renormalise selected gates to sum 1 (then * route-scale)",
+       cfg([](Config& c, auto&) { c.norm_topk = true; })},
+      {"route-scale", "X", "gate scale with --norm-topk", cfg([F](Config& c, auto& v) { c.route_scale = F(v); })},
+      {"ec-chunk", "N", "expert choice: tokens per chunk (default: the micro-batch)",
+       cfg([I](Config& c, auto& v) { c.ec_chunk = I(v); })},
+      {"ec-shuffle", nullptr, "expert choice: shuffle tokens across the batch before chunking",
+       cfg([](Config& c, auto&) { c.ec_shuffle = true; })},
+      // optimisation
+      {"batch", "B", "micro-batch size in sequences", cfg([I](Config& c, auto& v) { c.B = I(v); })},
+      {"grad-accum", "N", "micro-batches per optimizer step", cfg([I](Config& c, auto& v) { c.grad_accum = I(v); })},
+      {"steps", "N", "optimizer steps", cfg([I](Config& c, auto& v) { c.steps = I(v); })},
+      {"lr", "X", "peak learning rate", cfg([F](Config& c, auto& v) { c.lr = F(v); })},
+      {"lr-min", "X", "cosine floor", cfg([F](Config& c, auto& v) { c.lr_min = F(v); })},
+      {"warmup", "N", "linear warm-up steps", cfg([I](Config& c, auto& v) { c.warmup = I(v); })},
+      {"schedule", "cosine|multistep", "learning-rate schedule", cfg([](Config& c, auto& v) { c.schedule = parse_schedule(v); })},
+      {"milestones", "A,B", "multistep: steps where lr *= lr-decay", cfg([](Config& c, auto& v) {
+         c.milestones.clear();
+         std::stringstream ss(v);
+         for (std::string x; std::getline(ss, x, ',');) c.milestones.push_back(std::stoi(x));
+       })},
+      {"lr-decay", "X", "multistep factor", cfg([F](Config& c, auto& v) { c.lr_decay = F(v); })},
+      {"wd", "X", "AdamW weight decay on matrices", cfg([F](Config& c, auto& v) { c.weight_decay = F(v); })},
+      {"clip", "X", "global gradient-norm clip (0 = off)", cfg([F](Config& c, auto& v) { c.grad_clip = F(v); })},
+      {"seed", "N", "seed for init, data order and shuffles", cfg([](Config& c, auto& v) { c.seed = std::stoull(v); })},
+      // run control
+      {"eval-every", "N", "evaluate on the validation split every N steps (and at the end)",
+       [&o, I](auto& v) { o.eval_every = I(v); }},
+      {"eval-batches", "N", "limit evaluation to N micro-batches (default: the whole split)",
+       [&o, I](auto& v) { o.eval_batches = I(v); }},
+      {"ep-dp", "N", "also log MaxVio_computation-batch for groups of batch*N sequences", [&o, I](auto& v) { o.ep_dp = I(v); }},
+      {"print-every", "N", "print a line every N steps when not on a terminal", [&o, I](auto& v) { o.print_every = I(v); }},
+      {"log", "FILE", "append JSONL records of every step and eval", [&o](auto& v) { o.log = v; }},
+      {"save", "FILE", "write a checkpoint here (atomically) at the end and every --save-every steps",
+       [&o](auto& v) { o.save = v; }},
+      {"save-every", "N", "checkpoint interval in steps", [&o, I](auto& v) { o.save_every = I(v); }},
+      {"resume", "FILE", "continue from a checkpoint (bitwise identical to an uninterrupted run)",
+       [&o](auto& v) { o.resume = v; }},
+      {"dump", "FILE", "run --dump-steps optimizer steps and write everything to FILE (docs/FORMAT.md)",
+       [&o](auto& v) { o.dump = v; }},
+      {"dump-steps", "N", "steps recorded by --dump (default 1)", [&o, I](auto& v) { o.dump_steps = I(v); }},
+      {"tokenizer", "FILE", "tokenizer.json for --sample (default: raw bytes)", [&o](auto& v) { o.tokenizer = v; }},
+      {"sample", "N", "generate N tokens from the model (after --resume) and exit", [&o, I](auto& v) { o.sample_tokens = I(v); }},
+      {"prompt", "TEXT", "prompt for --sample", [&o](auto& v) { o.sample_prompt = v; }},
+      {"print-config", nullptr, "print the resolved config as JSON and exit", [&o](auto&) { o.print_config = true; }},
+      {"temperature", "X", "sampling temperature (0 = greedy)", [&o, F](auto& v) { o.temperature = F(v); }},
+  };
+}
+
+static void print_help(const std::vector<Flag>& flags) {
+  std::printf("usage: train [--flag value ...]\n\nTrains a DeepSeekMoE language model with auxiliary-loss-free load "
+              "balancing.\nFlags (GNU long options; --flag=value also works):\n");
+  for (const Flag& f : flags) {
+    std::string lhs = std::string("--") + f.name + (f.arg ? std::string(" ") + f.arg : "");
+    std::printf("  %-28s %s\n", lhs.c_str(), f.help);
+  }
+  std::printf("  %-28s %s\n", "--help", "this text");
+}
+
+static Config parse_args(int argc, char** argv, Options& o) {
+  std::vector<std::function<void(Config&)>> edits;
+  std::vector<Flag> flags = make_flags(o, edits);
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i], value;
+    if (a == "--help" || a == "-h") {
+      print_help(flags);
+      std::exit(0);
+    }
+    if (a.rfind("--", 0) != 0) throw std::runtime_error("unexpected argument '" + a + "' (flags start with --; see --help)");
+    a = a.substr(2);
+    const size_t eq = a.find('=');
+    bool inline_value = eq != std::string::npos;
+    if (inline_value) value = a.substr(eq + 1), a = a.substr(0, eq);
+    const Flag* flag = nullptr;
+    for (const Flag& f : flags)
+      if (a == f.name) flag = &f;
+    if (!flag) throw std::runtime_error("unknown flag --" + a + " (see --help)");
+    if (flag->arg && !inline_value) {
+      if (i + 1 >= argc) throw std::runtime_error("--" + a + " needs a value (" + flag->arg + ")");
+      value = argv[++i];
+    }
+    try {
+      flag->set(value);
+    } catch (const std::invalid_argument&) {
+      throw std::runtime_error("--" + a + ": '" + value + "' is not a valid " + (flag->arg ? flag->arg : "value"));
+    }
+  }
+  Config c = preset(o.preset);
+  for (auto& e : edits) e(c);
+  return c;
+}
+
+// ---------------------------------------------------------------- data
+static bool is_dir(const std::string& p) {
+  struct stat s;
+  return stat(p.c_str(), &s) == 0 && S_ISDIR(s.st_mode);
+}
+
+static void load_data(const Options& o, Config& c, TokenData& train, TokenData& val) {
+  if (o.data.empty()) throw std::runtime_error("no --data given (a shard, a directory of shards, or a text file)");
+  const bool dir = is_dir(o.data);
+  train = load_tokens(dir ? o.data + "/train.bin" : o.data);
+  if (!o.val.empty()) val = load_tokens(o.val);
+  else if (dir) val = load_tokens(o.data + "/val.bin");
+  else split_tail(train, val, 0.05);
+  if (train.raw_bytes && !o.vocab_set) c.V = 256;  // plain text: one token per byte
+  const uint32_t max_tok = std::max(train.max_token(), val.max_token());
+  if (max_tok >= (uint32_t)c.V)
+    throw std::runtime_error("data holds token id " + std::to_string(max_tok) + " but the vocabulary has " +
+                             std::to_string(c.V) + " entries; set --vocab to the tokenizer's size");
+}
+
+static std::unique_ptr<Model> make_backend_model(const std::string& backend, const Config& c) {
+  if (backend == "cpu") return make_model(c);
+  if (backend == "cuda") {
+#ifdef LFMOE_CUDA
+    std::string why;
+    if (!cuda::device_available(&why)) throw std::runtime_error("--backend cuda: no usable GPU (" + why + ")");
+    return cuda::make_model(c);
+#else
+    throw std::runtime_error("--backend cuda: this build has no CUDA (rebuild where nvcc is found: make CUDA=1)");
+#endif
+  }
+  throw std::runtime_error("unknown --backend '" + backend + "' (cpu or cuda)");
+}
+
+// ---------------------------------------------------------------- logging
+static std::string json_list(const std::vector<double>& v) {
+  std::ostringstream o;
+  o.precision(6);
+  o << "[";
+  for (size_t i = 0; i < v.size(); ++i) o << (i ? "," : "") << v[i];
+  return o.str() + "]";
+}
+static std::string json_list(const std::vector<int64_t>& v, size_t from, size_t n) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < n; ++i) o << (i ? "," : "") << v[from + i];
+  return o.str() + "]";
+}
+static std::string num(double x) {  // JSON has no NaN/Inf: write null
+  if (!std::isfinite(x)) return "null";
+  std::ostringstream o;
+  o.precision(8);
+  o << x;
+  return o.str();
+}
+
+// ---------------------------------------------------------------- dump
+static std::vector<int64_t> shape64(const std::vector<int>& s) { return std::vector<int64_t>(s.begin(), s.end()); }
+
+static void add_params(SafeTensorsWriter& w, const std::string& prefix, const Model& m, Arena a) {
+  const std::vector<float> p = m.get(a);
+  for (const TensorSpec& s : m.table().params) w.add(prefix + s.name, shape64(s.shape), p.data() + s.offset);
+}
+static void add_biases(SafeTensorsWriter& w, const std::string& prefix, const Model& m, const std::string& suffix) {
+  const Config& c = m.config();
+  const std::vector<float> b = m.biases();
+  for (int mi = 0; mi < c.n_moe(); ++mi) {
+    const std::string name = suffix.empty() ? bias_name(c.n_dense + mi)
+                                            : "layers." + std::to_string(c.n_dense + mi) + "." + suffix;
+    w.add(prefix + name, {c.E}, b.data() + (size_t)mi * c.E);
+  }
+}
+
+// Runs dump_steps optimizer steps from the initial model and records them (docs/FORMAT.md).
+static void run_dump(Model& model, Loader& loader, const Options& o) {
+  const Config& c = model.config();
+  const int N = c.B * c.T, A = N * c.K;
+  SafeTensorsWriter w;
+  add_params(w, "init/", model, Arena::params);
+  add_biases(w, "init/", model, "");
+  for (int s = 0; s < o.dump_steps; ++s) {
+    const std::string p = "step" + std::to_string(s) + "/";
+    std::vector<int> tokens, targets;
+    const MicroHook hook = [&](int m, const MicroBatch& mb) {
+      tokens.insert(tokens.end(), mb.tokens, mb.tokens + N);
+      targets.insert(targets.end(), mb.targets, mb.targets + N);
+      const std::string pm = p + "mb" + std::to_string(m) + "/";
+      if (mb.order) w.add(pm + "order", {N}, mb.order);
+      for (int mi = 0; mi < c.n_moe(); ++mi) {
+        const RoutingTrace r = model.routing(mi);
+        const std::string l = "layers." + std::to_string(c.n_dense + mi) + ".";
+        w.add(pm + l + "tok_off", {N + 1}, r.tok_off.data());
+        w.add(pm + l + "a_exp", {A}, r.a_exp.data());
+        if (s == 0 && m == 0) {
+          w.add(p + l + "scores", {N, c.E}, r.scores.data());
+          w.add(p + l + "a_gate", {A}, r.a_gate.data());
+        }
+      }
+      if (s == 0 && m == 0) w.add(p + "logits", {c.B, c.T, c.V}, model.logits().data());
+    };
+    const StepResult r = train_step(model, loader, s, hook);
+    // Gradients are read after the step: AdamW does not modify them, and clipping's scale is undone
+    // so the dump holds the raw gradient (grad_norm tells the checker what clipping did).
+    if (s == 0) {
+      std::vector<float> g = model.get(Arena::grads);
+      if (c.grad_clip > 0 && r.grad_norm > c.grad_clip)
+        for (float& x : g) x = (float)(x * (r.grad_norm / c.grad_clip));
+      for (const TensorSpec& t : model.table().params) w.add(p + "grad/" + t.name, shape64(t.shape), g.data() + t.offset);
+    }
+    w.add(p + "tokens", {c.grad_accum, c.B, c.T}, tokens.data());
+    w.add(p + "targets", {c.grad_accum, c.B, c.T}, targets.data());
+    const float lr = r.lr, loss = (float)r.loss, aux = (float)r.aux, gn = (float)r.grad_norm;
+    w.add(p + "lr", {1}, &lr);
+    w.add(p + "loss", {1}, &loss);
+    w.add(p + "aux_loss", {1}, &aux);
+    w.add(p + "grad_norm", {1}, &gn);
+    for (int mi = 0; mi < c.n_moe(); ++mi)
+      w.add(p + "layers." + std::to_string(c.n_dense + mi) + ".counts", {c.E}, r.counts.data() + (size_t)mi * c.E);
+    add_biases(w, p, model, "bias_after");
+    std::printf("dump step %d: loss %.6f aux %.6f grad_norm %.4f\n", s, r.loss, r.aux, r.grad_norm);
+  }
+  add_params(w, "final/", model, Arena::params);
+  add_biases(w, "final/", model, "");
+  w.meta("format", "lfmoe-dump");
+  w.meta("version", "1");
+  w.meta("config", to_json(c));
+  w.meta("steps", std::to_string(o.dump_steps));
+  w.meta("backend", model.backend());
+  w.write(o.dump);
+  std::printf("wrote %s\n", o.dump.c_str());
+}
+
+// ---------------------------------------------------------------- sampling
+// Generates from a B=1 copy of the model: the context is the last T tokens, left-aligned.
+static void run_sample(const Model& trained, const Options& o) {
+  Config c = trained.config();
+  c.B = 1;
+  c.routing = Routing::token_choice;  // expert choice needs whole chunks; sample with the top-K router
+  std::unique_ptr<Model> m = make_backend_model(o.backend, c);
+  m->set(Arena::params, trained.get(Arena::params));
+  m->set_biases(trained.biases());
+  std::unique_ptr<Tokenizer> tok;
+  if (!o.tokenizer.empty()) tok = std::make_unique<Tokenizer>(Tokenizer::load(o.tokenizer));
+  std::vector<int> ids;
+  if (tok)
+    for (uint32_t id : tok->encode(o.sample_prompt)) ids.push_back((int)id);
+  else
+    for (unsigned char ch : o.sample_prompt) ids.push_back(ch);
+  if (ids.empty()) ids.push_back(0);
+  Rng rng(c.seed + 7);
+  std::vector<int> window(c.T), targets(c.T, 0);
+  const size_t prompt_len = ids.size();
+  for (int n = 0; n < o.sample_tokens; ++n) {
+    const size_t start = ids.size() > (size_t)c.T ? ids.size() - c.T : 0, len = ids.size() - start;
+    for (int t = 0; t < c.T; ++t) window[t] = t < (int)len ? ids[start + t] : 0;
+    m->forward(MicroBatch{window.data(), targets.data(), nullptr});
+    const std::vector<float> logits = m->logits();
+    const float* row = logits.data() + (len - 1) * c.V;
+    int next = 0;
+    if (o.temperature <= 0) {
+      for (int v = 1; v < c.V; ++v)
+        if (row[v] > row[next]) next = v;
+    } else {  // sample from softmax(row / temperature)
+      double mx = row[0], z = 0;
+      for (int v = 1; v < c.V; ++v) mx = std::max(mx, (double)row[v]);
+      std::vector<double> p(c.V);
+      for (int v = 0; v < c.V; ++v) z += p[v] = std::exp((row[v] - mx) / o.temperature);
+      double u = rng.uniform() * z;
+      for (next = 0; next < c.V - 1 && (u -= p[next]) > 0; ++next) {}
+    }
+    ids.push_back(next);
+  }
+  std::vector<uint32_t> out(ids.begin(), ids.end());
+  std::string text;
+  if (tok) text = tok->decode(out);
+  else for (uint32_t b : out) text.push_back((char)b);
+  std::printf("%s\n", text.c_str());
+  (void)prompt_len;
+}
+
+// ---------------------------------------------------------------- main loop
+int main(int argc, char** argv) {
+  try {
+    Options o;
+    Config c = parse_args(argc, argv, o);
+#ifdef _OPENMP
+    if (o.threads > 0) omp_set_num_threads(o.threads);
+#endif
+    TokenData train, val;
+    TrainState state;
+    if (!o.resume.empty()) {  // the checkpoint's model shape wins; run-control flags still apply
+      const Config saved = checkpoint_config(o.resume);
+      const std::vector<std::string> diff = shape_differences(saved, c);
+      bool flags_changed_shape = false;
+      for (int i = 1; i < argc; ++i)
+        for (const char* f : {"--vocab", "--width", "--heads", "--layers", "--dense-layers", "--dense-hidden",
+                              "--experts", "--topk", "--shared", "--expert-hidden", "--gate", "--routing", "--bias-kind"})
+          if (std::strncmp(argv[i], f, std::strlen(f)) == 0) flags_changed_shape = true;
+      if (flags_changed_shape && !diff.empty()) {
+        std::string msg = o.resume + ": checkpoint was written for a different model; differences (checkpoint vs flags):";
+        for (auto& d : diff) msg += "\n  - " + d;
+        throw std::runtime_error(msg);
+      }
+      const int steps = c.steps;
+      c = saved;
+      for (int i = 1; i < argc; ++i)
+        if (std::strncmp(argv[i], "--steps", 7) == 0) c.steps = steps;
+      o.vocab_set = true;
+    }
+    if (o.print_config) {
+      std::printf("%s\n", to_json(c).c_str());
+      return 0;
+    }
+    if (o.sample_tokens == 0 || o.resume.empty()) load_data(o, c, train, val);
+    validate(c);
+    std::unique_ptr<Model> model = make_backend_model(o.backend, c);
+    if (!o.resume.empty()) state = load_checkpoint(o.resume, *model);
+    if (o.sample_tokens > 0) {
+      run_sample(*model, o);
+      return 0;
+    }
+    Loader loader(&train.tokens, c.B, c.T, c.seed, /*shuffle=*/true);
+    loader.seek(state.data_pos);
+    std::printf("lfmoe: preset %s, backend %s, %zu parameters, V %d C %d L %d (dense %d) E %d K %d S %d F %d T %d\n"
+                "       gate %s, routing %s, balance %s%s, %d x %d x %d tokens per step, %zu train / %zu val tokens\n",
+                o.preset.c_str(), model->backend(), model->table().total, c.V, c.C, c.L, c.n_dense, c.E, c.K, c.S,
+                c.F, c.T, name(c.gate), name(c.routing), name(c.balance),
+                c.balance == Balance::lossfree ? (std::string(" (") + name(c.bias_kind) + ", " + name(c.update_rule) +
+                                                  ", u " + num(c.bias_rate) + ")").c_str()
+                : c.balance == Balance::aux ? (" (alpha " + num(c.aux_alpha) + ")").c_str() : "",
+                c.grad_accum, c.B, c.T, train.tokens.size(), val.tokens.size());
+    if (c.routing == Routing::expert_choice) {  // paper section 5.2: what expert choice can leak
+      const double R = double(c.K) / c.E;
+      std::printf("       expert choice leaks more than K*log2((1-R)/R) = %.2f bits per token per layer (R = K/E = %.4f)\n",
+                  c.K * std::log2((1 - R) / R), R);
+    }
+    if (!o.dump.empty()) {
+      run_dump(*model, loader, o);
+      return 0;
+    }
+    std::ofstream log;
+    if (!o.log.empty()) {
+      log.open(o.log, std::ios::app);
+      if (!log) throw std::runtime_error(o.log + ": cannot open the log for writing");
+      log << "{\"type\":\"config\",\"config\":" << to_json(c) << ",\"backend\":\"" << model->backend() << "\"}\n";
+    }
+    const bool tty = isatty(1);
+    const auto t_start = std::chrono::steady_clock::now();
+    auto run_eval = [&](int step) {
+      const EvalResult e = evaluate(*model, val.tokens, o.eval_batches);
+      std::printf("%seval step %d: val loss %.4f ppl %.3f MaxVio_global %.4f\n", tty ? "\n" : "", step, e.loss, e.ppl,
+                  mean(e.maxvio));
+      if (log) {
+        log << "{\"type\":\"eval\",\"step\":" << step << ",\"val_loss\":" << num(e.loss) << ",\"val_ppl\":" << num(e.ppl)
+            << ",\"maxvio_global\":" << num(mean(e.maxvio)) << ",\"maxvio_global_layers\":" << json_list(e.maxvio)
+            << ",\"loads\":[";
+        for (int mi = 0; mi < c.n_moe(); ++mi) log << (mi ? "," : "") << json_list(e.counts, (size_t)mi * c.E, c.E);
+        log << "]}\n" << std::flush;
+      }
+    };
+    for (int step = state.step; step < c.steps; ++step) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<int64_t> seq_counts;  // (sequences of the step, n_moe, E) for the computation-batch metric
+      MicroHook hook = nullptr;
+      if (o.ep_dp > 0 && c.n_moe() > 0)
+        hook = [&](int, const MicroBatch&) {
+          for (int mi = 0; mi < c.n_moe(); ++mi) {
+            std::vector<int64_t> sc = sequence_counts(model->routing(mi), c.B, c.T, c.E);
+            seq_counts.insert(seq_counts.end(), sc.begin(), sc.end());
+          }
+        };
+      const StepResult r = train_step(*model, loader, step, hook);
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double tok_s = c.tokens_per_step() / dt;
+      const std::vector<double> mv = maxvio_per_layer(r.counts, c.E);
+      double mv_cb = 0;  // layers were appended per micro-batch: (micro, n_moe, B, E) -> per layer
+      if (!seq_counts.empty()) {
+        const int n_seq = c.B * c.grad_accum, per_mb = c.n_moe() * c.B * c.E;
+        for (int mi = 0; mi < c.n_moe(); ++mi) {
+          std::vector<int64_t> layer((size_t)n_seq * c.E);
+          for (int m = 0; m < c.grad_accum; ++m)
+            std::copy_n(seq_counts.begin() + (size_t)m * per_mb + (size_t)mi * c.B * c.E, c.B * c.E,
+                        layer.begin() + (size_t)m * c.B * c.E);
+          mv_cb += maxvio_computation_batch(layer, n_seq, c.E, c.B * o.ep_dp) / c.n_moe();
+        }
+      }
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      const double eta = elapsed / (step + 1 - state.step) * (c.steps - step - 1);
+      if (tty) {
+        std::printf("\rstep %5d/%d  loss %.4f  aux %.5f  MaxVio_batch %.3f  lr %.2e  %.0f tok/s  ETA %.0fs   ", step + 1,
+                    c.steps, r.loss, r.aux, mean(mv), r.lr, tok_s, eta);
+        std::fflush(stdout);
+      } else if ((step + 1) % o.print_every == 0 || step == state.step || step + 1 == c.steps) {
+        std::printf("step %5d/%d loss %.4f aux %.5f MaxVio_batch %.3f lr %.2e grad_norm %.3f %.0f tok/s\n", step + 1,
+                    c.steps, r.loss, r.aux, mean(mv), r.lr, r.grad_norm, tok_s);
+      }
+      if (log) {
+        log << "{\"type\":\"step\",\"step\":" << step + 1 << ",\"loss\":" << num(r.loss) << ",\"aux\":" << num(r.aux)
+            << ",\"lr\":" << num(r.lr) << ",\"grad_norm\":" << num(r.grad_norm) << ",\"tok_s\":" << num(tok_s)
+            << ",\"maxvio_batch\":" << num(mean(mv)) << ",\"maxvio_layers\":" << json_list(mv);
+        if (!seq_counts.empty()) log << ",\"maxvio_cb\":" << num(mv_cb) << ",\"ep_dp\":" << o.ep_dp;
+        const std::vector<float> b = model->biases();
+        std::vector<double> bstd;
+        for (int mi = 0; mi < c.n_moe(); ++mi) bstd.push_back(bias_stats(b.data() + (size_t)mi * c.E, c.E).std);
+        log << ",\"bias_std\":" << json_list(bstd) << "}\n";
+      }
+      state.step = step + 1;
+      state.data_pos = loader.position();
+      if (o.eval_every > 0 && (step + 1) % o.eval_every == 0 && step + 1 < c.steps) run_eval(step + 1);
+      if (!o.save.empty() && o.save_every > 0 && (step + 1) % o.save_every == 0) save_checkpoint(o.save, *model, state);
+    }
+    if (tty) std::printf("\n");
+    if (o.eval_every > 0 || !o.log.empty()) run_eval(state.step);
+    if (!o.save.empty()) {
+      save_checkpoint(o.save, *model, state);
+      std::printf("saved %s (step %d)\n", o.save.c_str(), state.step);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train: error: %s\n", e.what());
+    return 1;
+  }
+}
