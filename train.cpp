@@ -4,15 +4,22 @@
 //   build/train --preset cpu --data data/shards/tok4k            train the default model
 //   build/train --preset tiny --data FILE --dump step.safetensors one step, everything recorded
 //   build/train --help                                            every flag
+#include <algorithm>  // std::min
+#include <cerrno>     // errno
+#include <cfloat>     // FLT_MAX
+#include <charconv>   // std::to_chars (shortest round-trip numbers in the log)
 #include <chrono>     // std::chrono::steady_clock
+#include <climits>    // INT_MIN, INT_MAX
 #include <cmath>      // std::exp
 #include <cstdio>     // std::printf, std::fprintf
+#include <cstdlib>    // std::strtoll, std::strtod
 #include <cstring>    // std::strncmp
 #include <fstream>    // std::ofstream
 #include <functional> // std::function
 #include <iostream>   // std::cerr
 #include <map>        // std::map
 #include <memory>     // std::unique_ptr
+#include <new>        // std::bad_alloc
 #include <sstream>    // std::ostringstream
 #include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
@@ -43,10 +50,56 @@ using namespace ref;
 struct Options {
   std::string preset = "cpu", data, val, backend = "cpu", log, save, resume, dump, tokenizer, sample_prompt;
   int dump_steps = 1, eval_every = 0, eval_batches = 0, save_every = 0, print_every = 10, ep_dp = 0;
-  int sample_tokens = 0, threads = 0;
+  int sample_tokens = 0, threads = 0, stop_after = 0;
   float temperature = 1.0f;
   bool vocab_set = false, print_config = false;
 };
+
+// Strict number parsing: the whole text must be the number, in range and finite, so that
+// "--steps 12abc", "--lr 1e99" or "--lr nan" stop with the flag named instead of training on a
+// silently different value. Failures throw std::invalid_argument with the reason.
+static int parse_int(const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0') throw std::invalid_argument("expected an integer");
+  if (errno == ERANGE || x < INT_MIN || x > INT_MAX) throw std::invalid_argument("integer out of range");
+  return (int)x;
+}
+static uint64_t parse_u64(const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || *end != '\0')
+    throw std::invalid_argument("expected a non-negative integer");
+  if (errno == ERANGE) throw std::invalid_argument("integer out of range (at most 2^64-1)");
+  return x;
+}
+static float parse_float(const std::string& v) {
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0') throw std::invalid_argument("expected a number");
+  if (!std::isfinite(x) || std::fabs(x) > FLT_MAX) throw std::invalid_argument("expected a finite number within float range");
+  return (float)x;
+}
+
+// Run-control values that have no place in Config, checked once after parsing.
+static void check_options(const Options& o) {
+  std::vector<std::string> errs;
+  auto need = [&](bool ok, const std::string& msg) { if (!ok) errs.push_back(msg); };
+  need(o.threads >= 0, "--threads must be >= 0 (0 = all cores)");
+  need(o.print_every >= 1, "--print-every must be >= 1");
+  need(o.eval_every >= 0 && o.eval_batches >= 0 && o.save_every >= 0 && o.ep_dp >= 0,
+       "--eval-every, --eval-batches, --save-every and --ep-dp must be >= 0 (0 = off)");
+  need(o.dump_steps >= 1, "--dump-steps must be >= 1");
+  need(o.sample_tokens >= 0, "--sample must be >= 0");
+  need(o.stop_after >= 0, "--stop-after must be >= 0 (0 = run to --steps)");
+  need(o.temperature >= 0, "--temperature must be >= 0 (0 = greedy)");
+  if (errs.empty()) return;
+  std::string msg = "bad option value:";
+  for (auto& e : errs) msg += "\n  - " + e;
+  throw std::runtime_error(msg);
+}
 
 struct Flag {
   const char* name;
@@ -57,11 +110,16 @@ struct Flag {
 
 static std::vector<Flag> make_flags(Options& o, std::vector<std::function<void(Config&)>>& edits) {
   // Config edits are collected and applied after the preset, whatever the flag order.
+  // Each edit also runs once on a scratch Config right away, so a bad value is reported with its flag.
   auto cfg = [&edits](std::function<void(Config&, const std::string&)> f) {
-    return [&edits, f](const std::string& v) { edits.push_back([f, v](Config& c) { f(c, v); }); };
+    return [&edits, f](const std::string& v) {
+      Config probe;
+      f(probe, v);
+      edits.push_back([f, v](Config& c) { f(c, v); });
+    };
   };
-  auto I = [](const std::string& v) { return std::stoi(v); };
-  auto F = [](const std::string& v) { return std::stof(v); };
+  auto I = [](const std::string& v) { return parse_int(v); };
+  auto F = [](const std::string& v) { return parse_float(v); };
   return {
       {"preset", "NAME", "tiny | cpu (default) | gpu | paper-1b | paper-3b", [&o](auto& v) { o.preset = v; }},
       {"data", "PATH", "training tokens: a shard, a directory with train.bin/val.bin, or any file as raw bytes",
@@ -112,12 +170,12 @@ static std::vector<Flag> make_flags(Options& o, std::vector<std::function<void(C
       {"milestones", "A,B", "multistep: steps where lr *= lr-decay", cfg([](Config& c, auto& v) {
          c.milestones.clear();
          std::stringstream ss(v);
-         for (std::string x; std::getline(ss, x, ',');) c.milestones.push_back(std::stoi(x));
+         for (std::string x; std::getline(ss, x, ',');) c.milestones.push_back(parse_int(x));
        })},
       {"lr-decay", "X", "multistep factor", cfg([F](Config& c, auto& v) { c.lr_decay = F(v); })},
       {"wd", "X", "AdamW weight decay on matrices", cfg([F](Config& c, auto& v) { c.weight_decay = F(v); })},
       {"clip", "X", "global gradient-norm clip (0 = off)", cfg([F](Config& c, auto& v) { c.grad_clip = F(v); })},
-      {"seed", "N", "seed for init, data order and shuffles", cfg([](Config& c, auto& v) { c.seed = std::stoull(v); })},
+      {"seed", "N", "seed for init, data order and shuffles", cfg([](Config& c, auto& v) { c.seed = parse_u64(v); })},
       // run control
       {"eval-every", "N", "evaluate on the validation split every N steps (and at the end)",
        [&o, I](auto& v) { o.eval_every = I(v); }},
@@ -131,6 +189,8 @@ static std::vector<Flag> make_flags(Options& o, std::vector<std::function<void(C
       {"save-every", "N", "checkpoint interval in steps", [&o, I](auto& v) { o.save_every = I(v); }},
       {"resume", "FILE", "continue from a checkpoint (bitwise identical to an uninterrupted run)",
        [&o](auto& v) { o.resume = v; }},
+      {"stop-after", "N", "stop (and save) after step N, as if interrupted; the schedule still ends at --steps",
+       [&o, I](auto& v) { o.stop_after = I(v); }},
       {"dump", "FILE", "run --dump-steps optimizer steps and write everything to FILE (docs/FORMAT.md)",
        [&o](auto& v) { o.dump = v; }},
       {"dump-steps", "N", "steps recorded by --dump (default 1)", [&o, I](auto& v) { o.dump_steps = I(v); }},
@@ -152,8 +212,9 @@ static void print_help(const std::vector<Flag>& flags) {
   std::printf("  %-28s %s\n", "--help", "this text");
 }
 
-static Config parse_args(int argc, char** argv, Options& o) {
-  std::vector<std::function<void(Config&)>> edits;
+// Returns the preset with the flags applied; `edits` keeps the flags' config edits, so that --resume
+// can apply them to the checkpoint's config instead.
+static Config parse_args(int argc, char** argv, Options& o, std::vector<std::function<void(Config&)>>& edits) {
   std::vector<Flag> flags = make_flags(o, edits);
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i], value;
@@ -170,16 +231,21 @@ static Config parse_args(int argc, char** argv, Options& o) {
     for (const Flag& f : flags)
       if (a == f.name) flag = &f;
     if (!flag) throw std::runtime_error("unknown flag --" + a + " (see --help)");
-    if (flag->arg && !inline_value) {
-      if (i + 1 >= argc) throw std::runtime_error("--" + a + " needs a value (" + flag->arg + ")");
+    if (flag->arg && !inline_value) {  // a value never starts with "--": that is the next flag
+      if (i + 1 >= argc || std::strncmp(argv[i + 1], "--", 2) == 0)
+        throw std::runtime_error("--" + a + " needs a value (" + flag->arg + ")");
       value = argv[++i];
     }
+    if (!flag->arg && inline_value) throw std::runtime_error("--" + a + " takes no value");
     try {
       flag->set(value);
-    } catch (const std::invalid_argument&) {
-      throw std::runtime_error("--" + a + ": '" + value + "' is not a valid " + (flag->arg ? flag->arg : "value"));
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error("--" + a + ": '" + value + "' is not valid (" + e.what() + ")");
+    } catch (const std::exception& e) {
+      throw std::runtime_error("--" + a + ": " + e.what());
     }
   }
+  check_options(o);
   Config c = preset(o.preset);
   for (auto& e : edits) e(c);
   return c;
@@ -205,6 +271,31 @@ static void load_data(const Options& o, Config& c, TokenData& train, TokenData& 
                              std::to_string(c.V) + " entries; set --vocab to the tokenizer's size");
 }
 
+// An evaluation needs one micro-batch of B windows of T+1 tokens. When it was asked for (--eval-every)
+// too little validation data is an error; when only implied by --log, the run goes on without it.
+static bool check_val_size(const Options& o, const Config& c, const TokenData& val) {
+  const uint64_t n = val.tokens.size(), windows = n > 1 ? (n - 1) / c.T : 0;
+  if (windows >= (uint64_t)c.B) return true;
+  const std::string why = "the validation data holds " + std::to_string(n) + " tokens, fewer than batch*(seq+1) = " +
+                          std::to_string((uint64_t)c.B * (c.T + 1)) + " for one evaluation batch";
+  if (o.eval_every > 0) throw std::runtime_error(why + "; pass a larger --val file, a smaller --batch, or drop --eval-every");
+  std::fprintf(stderr, "train: warning: %s: the log gets no eval records (pass a larger --val file or a smaller --batch)\n",
+               why.c_str());
+  return false;
+}
+
+// A checkpoint path that cannot be written should stop the run now, not after hours of training.
+static void check_writable(const std::string& path) {
+  if (is_dir(path)) throw std::runtime_error("--save " + path + ": is a directory; give a file name");
+  const std::string tmp = path + ".tmp";  // the name save_checkpoint writes first (a stale one is overwritten anyway)
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f)
+    throw std::runtime_error("--save " + path + ": cannot create " + tmp + ": " + std::strerror(errno) +
+                             " (create the directory first, or check its permissions)");
+  std::fclose(f);
+  std::remove(tmp.c_str());
+}
+
 static std::unique_ptr<Model> make_backend_model(const std::string& backend, const Config& c) {
   if (backend == "cpu") return make_model(c);
   if (backend == "cuda") {
@@ -220,25 +311,29 @@ static std::unique_ptr<Model> make_backend_model(const std::string& backend, con
 }
 
 // ---------------------------------------------------------------- logging
+// Numbers are written in the shortest form that reads back to the same bits, so that logs of two
+// runs can be compared exactly (resume tests) and nothing is lost to rounding. JSON has no NaN or
+// Inf: they are written as null.
+static std::string num(double x) {
+  if (!std::isfinite(x)) return "null";
+  char buf[64];
+  return std::string(buf, std::to_chars(buf, buf + sizeof buf, x).ptr);
+}
+static std::string num(float x) {
+  if (!std::isfinite(x)) return "null";
+  char buf[64];
+  return std::string(buf, std::to_chars(buf, buf + sizeof buf, x).ptr);
+}
 static std::string json_list(const std::vector<double>& v) {
-  std::ostringstream o;
-  o.precision(6);
-  o << "[";
-  for (size_t i = 0; i < v.size(); ++i) o << (i ? "," : "") << v[i];
-  return o.str() + "]";
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + num(v[i]);
+  return s + "]";
 }
 static std::string json_list(const std::vector<int64_t>& v, size_t from, size_t n) {
   std::ostringstream o;
   o << "[";
   for (size_t i = 0; i < n; ++i) o << (i ? "," : "") << v[from + i];
   return o.str() + "]";
-}
-static std::string num(double x) {  // JSON has no NaN/Inf: write null
-  if (!std::isfinite(x)) return "null";
-  std::ostringstream o;
-  o.precision(8);
-  o << x;
-  return o.str();
 }
 
 // ---------------------------------------------------------------- dump
@@ -369,29 +464,24 @@ static void run_sample(const Model& trained, const Options& o) {
 int main(int argc, char** argv) {
   try {
     Options o;
-    Config c = parse_args(argc, argv, o);
+    std::vector<std::function<void(Config&)>> edits;
+    Config c = parse_args(argc, argv, o, edits);
 #ifdef _OPENMP
     if (o.threads > 0) omp_set_num_threads(o.threads);
 #endif
     TokenData train, val;
     TrainState state;
-    if (!o.resume.empty()) {  // the checkpoint's model shape wins; run-control flags still apply
+    if (!o.resume.empty()) {  // the checkpoint's config with this command's flags on top (--steps, --lr, ...)
       const Config saved = checkpoint_config(o.resume);
-      const std::vector<std::string> diff = shape_differences(saved, c);
-      bool flags_changed_shape = false;
-      for (int i = 1; i < argc; ++i)
-        for (const char* f : {"--vocab", "--width", "--heads", "--layers", "--dense-layers", "--dense-hidden",
-                              "--experts", "--topk", "--shared", "--expert-hidden", "--gate", "--routing", "--bias-kind"})
-          if (std::strncmp(argv[i], f, std::strlen(f)) == 0) flags_changed_shape = true;
-      if (flags_changed_shape && !diff.empty()) {
+      Config wanted = saved;
+      for (auto& e : edits) e(wanted);
+      const std::vector<std::string> diff = shape_differences(saved, wanted);
+      if (!diff.empty()) {
         std::string msg = o.resume + ": checkpoint was written for a different model; differences (checkpoint vs flags):";
         for (auto& d : diff) msg += "\n  - " + d;
-        throw std::runtime_error(msg);
+        throw std::runtime_error(msg + "\ndrop these flags to resume, or start a new run without --resume");
       }
-      const int steps = c.steps;
-      c = saved;
-      for (int i = 1; i < argc; ++i)
-        if (std::strncmp(argv[i], "--steps", 7) == 0) c.steps = steps;
+      c = wanted;
       o.vocab_set = true;
     }
     if (o.print_config) {
@@ -400,14 +490,21 @@ int main(int argc, char** argv) {
     }
     if (o.sample_tokens == 0 || o.resume.empty()) load_data(o, c, train, val);
     validate(c);
+    const bool training = o.sample_tokens == 0;
+    bool eval_at_end = training && o.dump.empty() && (o.eval_every > 0 || !o.log.empty());
+    std::unique_ptr<Loader> loader;
+    if (training) {  // checks of the data and the output paths, before anything slow or big
+      loader = std::make_unique<Loader>(&train.tokens, c.B, c.T, c.seed, /*shuffle=*/true);
+      if (eval_at_end) eval_at_end = check_val_size(o, c, val);
+      if (!o.save.empty()) check_writable(o.save);
+    }
     std::unique_ptr<Model> model = make_backend_model(o.backend, c);
     if (!o.resume.empty()) state = load_checkpoint(o.resume, *model);
-    if (o.sample_tokens > 0) {
+    if (!training) {
       run_sample(*model, o);
       return 0;
     }
-    Loader loader(&train.tokens, c.B, c.T, c.seed, /*shuffle=*/true);
-    loader.seek(state.data_pos);
+    loader->seek(state.data_pos);
     std::printf("lfmoe: preset %s, backend %s, %zu parameters, V %d C %d L %d (dense %d) E %d K %d S %d F %d T %d\n"
                 "       gate %s, routing %s, balance %s%s, %d x %d x %d tokens per step, %zu train / %zu val tokens\n",
                 o.preset.c_str(), model->backend(), model->table().total, c.V, c.C, c.L, c.n_dense, c.E, c.K, c.S,
@@ -422,7 +519,7 @@ int main(int argc, char** argv) {
                   c.K * std::log2((1 - R) / R), R);
     }
     if (!o.dump.empty()) {
-      run_dump(*model, loader, o);
+      run_dump(*model, *loader, o);
       return 0;
     }
     std::ofstream log;
@@ -445,7 +542,8 @@ int main(int argc, char** argv) {
         log << "]}\n" << std::flush;
       }
     };
-    for (int step = state.step; step < c.steps; ++step) {
+    const int last = o.stop_after > 0 ? std::min(c.steps, o.stop_after) : c.steps;  // --stop-after: an interruption
+    for (int step = state.step; step < last; ++step) {
       const auto t0 = std::chrono::steady_clock::now();
       std::vector<int64_t> seq_counts;  // (sequences of the step, n_moe, E) for the computation-batch metric
       MicroHook hook = nullptr;
@@ -456,7 +554,13 @@ int main(int argc, char** argv) {
             seq_counts.insert(seq_counts.end(), sc.begin(), sc.end());
           }
         };
-      const StepResult r = train_step(*model, loader, step, hook);
+      StepResult r;
+      try {
+        r = train_step(*model, *loader, step, hook);
+      } catch (const std::exception& e) {  // nothing is saved from a failed step
+        throw std::runtime_error(std::string(e.what()) +
+                                 (o.save.empty() ? "" : "; " + o.save + " keeps the last checkpoint saved before it, if any"));
+      }
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double tok_s = c.tokens_per_step() / dt;
       const std::vector<double> mv = maxvio_per_layer(r.counts, c.E);
@@ -472,12 +576,12 @@ int main(int argc, char** argv) {
         }
       }
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-      const double eta = elapsed / (step + 1 - state.step) * (c.steps - step - 1);
+      const double eta = elapsed / (step + 1 - state.step) * (last - step - 1);
       if (tty) {
         std::printf("\rstep %5d/%d  loss %.4f  aux %.5f  MaxVio_batch %.3f  lr %.2e  %.0f tok/s  ETA %.0fs   ", step + 1,
                     c.steps, r.loss, r.aux, mean(mv), r.lr, tok_s, eta);
         std::fflush(stdout);
-      } else if ((step + 1) % o.print_every == 0 || step == state.step || step + 1 == c.steps) {
+      } else if ((step + 1) % o.print_every == 0 || step == state.step || step + 1 == last) {
         std::printf("step %5d/%d loss %.4f aux %.5f MaxVio_batch %.3f lr %.2e grad_norm %.3f %.0f tok/s\n", step + 1,
                     c.steps, r.loss, r.aux, mean(mv), r.lr, r.grad_norm, tok_s);
       }
@@ -492,17 +596,24 @@ int main(int argc, char** argv) {
         log << ",\"bias_std\":" << json_list(bstd) << "}\n";
       }
       state.step = step + 1;
-      state.data_pos = loader.position();
-      if (o.eval_every > 0 && (step + 1) % o.eval_every == 0 && step + 1 < c.steps) run_eval(step + 1);
+      state.data_pos = loader->position();
+      if (o.eval_every > 0 && (step + 1) % o.eval_every == 0 && step + 1 < last) run_eval(step + 1);
       if (!o.save.empty() && o.save_every > 0 && (step + 1) % o.save_every == 0) save_checkpoint(o.save, *model, state);
     }
     if (tty) std::printf("\n");
-    if (o.eval_every > 0 || !o.log.empty()) run_eval(state.step);
-    if (!o.save.empty()) {
+    if (!o.save.empty()) {  // before the final evaluation, so that nothing there can cost the checkpoint
       save_checkpoint(o.save, *model, state);
       std::printf("saved %s (step %d)\n", o.save.c_str(), state.step);
     }
+    if (state.step < c.steps)
+      std::printf("stopped after step %d of %d (--stop-after)%s\n", state.step, c.steps,
+                  o.save.empty() ? "" : "; continue with --resume");
+    if (eval_at_end) run_eval(state.step);
     return 0;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "train: error: out of memory: the model or its activations (batch x seq) do not fit; "
+                         "lower --batch, --seq or the model size\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train: error: %s\n", e.what());
     return 1;

@@ -20,7 +20,7 @@ std::vector<int> chunk_order(const Config& c, uint64_t micro_index) {
   return order;
 }
 
-StepResult train_step(Model& model, Loader& loader, int step, const MicroHook& hook) {
+static StepResult train_step_impl(Model& model, Loader& loader, int step, const MicroHook& hook) {
   const Config& c = model.config();
   StepResult r;
   std::vector<int> inputs, targets;
@@ -31,21 +31,30 @@ StepResult train_step(Model& model, Loader& loader, int step, const MicroHook& h
     MicroBatch mb{inputs.data(), targets.data(), order.empty() ? nullptr : order.data()};
     const ForwardStats st = model.forward_backward(mb, 1.0f / c.grad_accum);
     if (!std::isfinite(st.loss) || !std::isfinite(st.aux))
-      throw std::runtime_error("loss is " + std::to_string(st.loss) + " at step " + std::to_string(step) +
-                               ": training diverged (lower --lr or raise --warmup)");
+      throw std::runtime_error("loss is " + std::to_string(st.loss) + " (aux " + std::to_string(st.aux) +
+                               "): training diverged (lower --lr or raise --warmup)");
     r.loss += st.loss / c.grad_accum;
     r.aux += st.aux / c.grad_accum;
     if (hook) hook(m, mb);
   }
   r.grad_norm = model.grad_norm();
   if (!std::isfinite(r.grad_norm))
-    throw std::runtime_error("gradient norm is not finite at step " + std::to_string(step) + ": training diverged");
+    throw std::runtime_error("gradient norm is not finite: training diverged (lower --lr or raise --warmup)");
   if (c.grad_clip > 0 && r.grad_norm > c.grad_clip) model.scale_grads((float)(c.grad_clip / r.grad_norm));
   r.lr = learning_rate(c, step);
   model.adamw(r.lr, step + 1);
   r.counts = model.step_counts();
   model.update_bias();  // after the optimizer step, from the whole step's counts
   return r;
+}
+
+// Any failure inside a step (a NaN router score, a diverged loss) names the step, 1-based as in the log.
+StepResult train_step(Model& model, Loader& loader, int step, const MicroHook& hook) {
+  try {
+    return train_step_impl(model, loader, step, hook);
+  } catch (const std::runtime_error& e) {  // (std::bad_alloc passes through as it is)
+    throw std::runtime_error("step " + std::to_string(step + 1) + ": " + e.what());
+  }
 }
 
 EvalResult evaluate(Model& model, const std::vector<uint32_t>& val, int max_batches) {
