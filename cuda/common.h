@@ -15,6 +15,15 @@ __device__ inline float log_(float x) { return logf(x); }
 __device__ inline double log_(double x) { return log(x); }
 __device__ inline float sqrt_(float x) { return sqrtf(x); }
 __device__ inline double sqrt_(double x) { return sqrt(x); }
+__device__ inline bool finite_(float x) { return isfinite(x); }
+__device__ inline bool finite_(double x) { return isfinite(x); }
+
+// Records an error of kind `kind` (cuda/device.h, DeviceError) at `index` in the device error
+// record: integer atomics only, so the record (lowest index, count) is the same whatever the order.
+__device__ inline void report_error(int* err, int kind, int index) {
+  atomicMin(err + 2 * kind, index);
+  atomicAdd(err + 2 * kind + 1, 1);
+}
 
 // Sum of v over the block, returned to every thread. blockDim.x must be a multiple of 32 (at most
 // 1024). The tree is fixed for a given blockDim, so the result is the same run to run.

@@ -65,6 +65,57 @@ void* workspace(size_t bytes) {
   return buf;
 }
 
+// ---- errors recorded by kernels ----
+
+namespace {
+constexpr int kErrInts = 2 * kNumDeviceErrors;
+const int kNoIndex = 0x7fffffff;  // INT_MAX: no error of this kind recorded
+
+void reset_errors(int* rec) {
+  int init[kErrInts];
+  for (int k = 0; k < kNumDeviceErrors; ++k) init[2 * k] = kNoIndex, init[2 * k + 1] = 0;
+  to_device(rec, init, kErrInts);
+}
+}  // namespace
+
+int* device_errors() {
+  static int* rec = [] {
+    int* r = dev_alloc<int>(kErrInts);
+    reset_errors(r);
+    return r;
+  }();
+  return rec;
+}
+
+void raise_device_errors() {
+  int* rec = device_errors();
+  int h[kErrInts];
+  to_host(h, rec, kErrInts);  // waits for every queued kernel
+  auto index = [&](DeviceError k) { return h[2 * k]; };
+  auto more = [&](DeviceError k) {
+    const int n = h[2 * k + 1] - 1;
+    return n > 0 ? " (and " + std::to_string(n) + " more)" : std::string();
+  };
+  std::string msg;
+  if (h[2 * kErrBias + 1])  // in the order ref checks: bias, scores, then the gates
+    msg = "router: the balance bias of expert " + std::to_string(index(kErrBias)) +
+          " is not finite; it must be finite: the checkpoint is corrupt or the bias update rate is far too large";
+  else if (h[2 * kErrScore + 1])
+    msg = "router: NaN or infinite score at token " + std::to_string(index(kErrScore)) + more(kErrScore) +
+          "; the model diverged: lower the lr (or check the input data)";
+  else if (h[2 * kErrExpertChoice + 1])
+    msg = "route_expert_choice: the experts took " + std::to_string(index(kErrExpertChoice)) +
+          " assignments instead of N*K: NaN scores cannot be ranked (the model diverged: lower the lr), or the "
+          "token order is not a permutation";
+  else if (h[2 * kErrNormTopk + 1])
+    msg = "router: the selected scores of token " + std::to_string(index(kErrNormTopk)) + more(kErrNormTopk) +
+          " do not sum to a positive number, so norm_topk cannot normalise them; the model diverged (scores "
+          "underflowed): lower the lr";
+  if (msg.empty()) return;
+  reset_errors(rec);  // the next forward starts clean
+  throw std::runtime_error(msg);
+}
+
 // ---- deterministic sum: fixed grid of partial sums, then one block sums the partials ----
 
 constexpr int kSumBlocks = 128;  // fixed (not derived from the GPU), so the order depends only on n

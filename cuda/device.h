@@ -27,6 +27,21 @@ void check_cublas(cublasStatus_t st, const char* call, const char* file, int lin
 // an op takes it once, carves what it needs, and never calls another op that takes it.
 void* workspace(size_t bytes);
 
+// ---- errors found inside kernels ----
+// A kernel cannot throw. The checks ref makes while it routes (a non-finite score or bias, a
+// norm_topk sum that is not positive, an expert-choice selection that does not add up because of a
+// NaN score) are recorded by the kernels in one small device array, and raise_device_errors() turns
+// the record into the exception ref throws, with the same wording. The model's forward ends with
+// crossentropy_forward, which waits for the GPU anyway and calls raise_device_errors(): so a training
+// or eval forward on the GPU throws like the CPU one, before any backward, optimizer step or bias
+// update uses the bad values (ref throws at the router itself, the GPU at the end of that forward).
+// Costs one 32-byte copy per forward; no extra host round-trip per layer.
+enum DeviceError { kErrScore = 0, kErrBias, kErrNormTopk, kErrExpertChoice, kNumDeviceErrors };
+// Device array of 2 ints per DeviceError: [2k] first (lowest) index seen (INT_MAX: none), [2k+1] count.
+int* device_errors();
+// Throws std::runtime_error naming the first recorded error (and clears the record), or returns.
+void raise_device_errors();
+
 // Sums n values of x (squared when `square`) in double on the GPU in a fixed order that depends only
 // on n (fixed grid, fixed tree), and returns the sum to the host. Deterministic run to run.
 template <typename T> double sum_to_host(const T* x, size_t n, bool square);

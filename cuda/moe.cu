@@ -91,14 +91,27 @@ template <typename T> __device__ T selection_key(T s, const float* bias, BiasKin
   return kind == BiasKind::add ? s + T(bias[i]) : s * T(bias[i]);
 }
 
-// Gates of one token's assignments [a0, a1): the unbiased score, optionally / sum * scale (ref's order).
+// Gates of token t's assignments [a0, a1): the unbiased score, optionally / sum * scale (ref's order).
+// A sum that is not positive is where ref throws: recorded as kErrNormTopk (see device.h).
 template <typename T>
-__device__ void set_gates(T* a_gate, const int* a_exp, const T* s, int a0, int a1, bool norm_topk, float scale) {
+__device__ void set_gates(T* a_gate, const int* a_exp, const T* s, int a0, int a1, bool norm_topk, float scale,
+                          int t, int* err) {
   for (int a = a0; a < a1; a++) a_gate[a] = s[a_exp[a]];
   if (!norm_topk || a0 == a1) return;
   T Z = 0;
   for (int a = a0; a < a1; a++) Z += a_gate[a];
+  if (!(Z > T(0))) dev::report_error(err, kErrNormTopk, t);
   for (int a = a0; a < a1; a++) a_gate[a] = a_gate[a] / Z * T(scale);
+}
+
+// ref refuses non-finite scores (a NaN would be kept or dropped depending on how the comparisons
+// happen to be written); here they are recorded as kErrScore for the token.
+template <typename T> __device__ void check_scores(const T* s, int E, int t, int* err) {
+  for (int i = 0; i < E; i++)
+    if (!dev::finite_(s[i])) {
+      dev::report_error(err, kErrScore, t);
+      return;
+    }
 }
 
 // One thread per token. Insertion into a sorted list of K kept in the token's own output slots
@@ -107,11 +120,15 @@ __device__ void set_gates(T* a_gate, const int* a_exp, const T* s, int a0, int a
 template <typename T>
 __global__ void route_token_choice_kernel(int* tok_off, int* a_tok, int* a_exp, T* a_gate, const T* scores,
                                           const float* bias, BiasKind kind, int N, int E, int K, bool norm_topk,
-                                          float scale) {
+                                          float scale, int* err) {
   const size_t t = thread_index();
   if (t >= size_t(N)) return;
   const int a0 = int(t) * K;
   const T* s = scores + t * E;
+  check_scores(s, E, int(t), err);
+  if (t == 0 && bias)
+    for (int i = 0; i < E; i++)
+      if (!isfinite(bias[i])) dev::report_error(err, kErrBias, i);
   int* idx = a_exp + a0;
   T* best = a_gate + a0;
   int n = 0;
@@ -127,7 +144,7 @@ __global__ void route_token_choice_kernel(int* tok_off, int* a_tok, int* a_exp, 
     idx[p] = i;
   }
   for (int k = 0; k < K; k++) a_tok[a0 + k] = int(t);
-  set_gates(a_gate, a_exp, s, a0, a0 + K, norm_topk, scale);
+  set_gates(a_gate, a_exp, s, a0, a0 + K, norm_topk, scale, int(t), err);
   tok_off[t] = a0;
   if (t == size_t(N) - 1) tok_off[N] = N * K;
 }
@@ -152,18 +169,23 @@ __global__ void expert_choice_pick_kernel(int* picked, const T* scores, const in
   }
 }
 
-// n_assign[t] = number of experts that took token t
-__global__ void count_picked_kernel(int* n_assign, const int* picked, int N, int E) {
+// n_assign[t] = number of experts that took token t (and the token's scores are checked)
+template <typename T>
+__global__ void count_picked_kernel(int* n_assign, const int* picked, const T* scores, int N, int E, int* err) {
   const size_t t = thread_index();
   if (t >= size_t(N)) return;
+  check_scores(scores + t * E, E, int(t), err);
   int n = 0;
   for (int e = 0; e < E; e++) n += picked[t * E + e];
   n_assign[t] = n;
 }
 
 // out (n+1) = exclusive prefix sum of in (n), out[n] = total. One block, tiles of kScanThreads.
-__global__ void exclusive_scan_kernel(int* out, const int* in, int n) {
-  int carry = 0;
+// The expert-choice offsets must total `expected` (= N*K, the size of the assignment arrays). Only a
+// NaN score can break that (it makes the ranking inconsistent); then the offsets are zeroed, so that
+// no later kernel indexes past the arrays, and kErrExpertChoice is recorded with the total.
+__global__ void exclusive_scan_kernel(int* out, const int* in, int n, int expected, int* err) {
+  int carry = 0;  // the same in every thread
   for (int base = 0; base < n; base += dev::kScanThreads) {
     const int i = base + threadIdx.x;
     int tile_total = 0;
@@ -171,15 +193,22 @@ __global__ void exclusive_scan_kernel(int* out, const int* in, int n) {
     if (i < n) out[i] = carry + prefix;
     carry += tile_total;
   }
-  if (threadIdx.x == 0) out[n] = carry;
+  if (carry == expected) {
+    if (threadIdx.x == 0) out[n] = carry;
+    return;
+  }
+  __syncthreads();  // every out[i] above is written before it is cleared
+  for (int i = threadIdx.x; i <= n; i += blockDim.x) out[i] = 0;
+  if (threadIdx.x == 0) dev::report_error(err, kErrExpertChoice, carry);
 }
 
 // Token-major assignment lists, ascending expert within a token, then the gates.
 template <typename T>
 __global__ void expert_choice_fill_kernel(int* a_tok, int* a_exp, T* a_gate, const int* tok_off, const int* picked,
-                                          const T* scores, int N, int E, bool norm_topk, float scale) {
+                                          const T* scores, int N, int E, int A, bool norm_topk, float scale,
+                                          int* err) {
   const size_t t = thread_index();
-  if (t >= size_t(N)) return;
+  if (t >= size_t(N) || tok_off[N] != A) return;  // offsets cleared by the scan: an error is recorded
   int a = tok_off[t];
   for (int e = 0; e < E; e++)
     if (picked[t * E + e]) {
@@ -187,7 +216,7 @@ __global__ void expert_choice_fill_kernel(int* a_tok, int* a_exp, T* a_gate, con
       a_exp[a] = e;
       a++;
     }
-  set_gates(a_gate, a_exp, scores + t * E, tok_off[t], a, norm_topk, scale);
+  set_gates(a_gate, a_exp, scores + t * E, tok_off[t], a, norm_topk, scale, int(t), err);
 }
 
 template <typename T>
@@ -470,7 +499,7 @@ void route_token_choice(int* tok_off, int* a_tok, int* a_exp, T* a_gate, const T
   check_router_dims("route_token_choice", N, E, K);
   if (N == 0) return dev_zero(tok_off, 1);
   route_token_choice_kernel<<<grid_for(N), kThreads>>>(tok_off, a_tok, a_exp, a_gate, scores, bias, kind, N, E, K,
-                                                        norm_topk, scale);
+                                                        norm_topk, scale, device_errors());
   KERNEL_CHECK();
 }
 
@@ -493,12 +522,13 @@ void route_expert_choice(int* tok_off, int* a_tok, int* a_exp, T* a_gate, const 
   dev_zero(picked, size_t(N) * E);
   expert_choice_pick_kernel<<<unsigned((N / chunk) * E), 256>>>(picked, scores, order, E, chunk, cap);
   KERNEL_CHECK();
-  count_picked_kernel<<<grid_for(N), kThreads>>>(n_assign, picked, N, E);
+  int* err = device_errors();
+  count_picked_kernel<<<grid_for(N), kThreads>>>(n_assign, picked, scores, N, E, err);
   KERNEL_CHECK();
-  exclusive_scan_kernel<<<1, dev::kScanThreads>>>(tok_off, n_assign, N);
+  exclusive_scan_kernel<<<1, dev::kScanThreads>>>(tok_off, n_assign, N, N * K, err);
   KERNEL_CHECK();
-  expert_choice_fill_kernel<<<grid_for(N), kThreads>>>(a_tok, a_exp, a_gate, tok_off, picked, scores, N, E,
-                                                        norm_topk, scale);
+  expert_choice_fill_kernel<<<grid_for(N), kThreads>>>(a_tok, a_exp, a_gate, tok_off, picked, scores, N, E, N * K,
+                                                        norm_topk, scale, err);
   KERNEL_CHECK();
 }
 

@@ -5,9 +5,11 @@
 // What stays on the GPU: scores, top-K, gates, counts and the bias never travel to the host.
 // The host round-trips are: experts_forward/experts_backward copy exp_off (E+1 ints) to the host to
 // loop over experts with cuBLAS; aux_loss_forward returns its loss (one double).
-// Checks ref makes on array CONTENTS (NaN scores, a non-finite bias, corrupt expert ids or counts,
-// `order` not being a permutation) are not repeated here, because they would need a host round-trip
-// per layer; shape and config checks are made, with the same messages.
+// Shape and config checks are made on the host, with ref's messages. Checks on array CONTENTS that
+// ref makes while routing (a non-finite score or bias, a norm_topk sum that is not positive, an
+// expert-choice selection that does not add up) are recorded by the kernels and raised as the same
+// exception at the end of the forward (cuda/device.h, raise_device_errors; a host round-trip per
+// layer would cost too much). Corrupt expert ids or counts passed in by a caller are not checked.
 //
 // NOTE for code that sees both ref/moe.h and cuda/moe.h: the functions taking a ref enum (Gate,
 // BiasKind, UpdateRule) are found in BOTH namespaces by argument-dependent lookup, so an unqualified

@@ -446,6 +446,9 @@ template <typename T> double crossentropy_forward(T* losses, const T* logits, co
   crossentropy_forward_kernel<<<N, 256>>>(losses, bad, logits, targets, V);
   KERNEL_CHECK();
   const double mean = sum_to_host(losses, size_t(N), false) / N;  // waits for the kernel
+  // The forward ends here and the host waits anyway: errors the router kernels recorded earlier in
+  // this forward (a NaN score, norm_topk's zero sum; see device.h) are raised now, before backward.
+  raise_device_errors();
   int n_bad = 0;
   to_host(&n_bad, bad, 1);
   check_dims(n_bad == 0, "crossentropy_forward",

@@ -53,7 +53,8 @@ template <typename T> void swiglu_backward(T* da, T* db, const T* dout, const T*
 template <typename T> void add_inplace(T* x, const T* y, size_t n);
 
 // losses (N) = -log softmax(logits[n])[targets[n]] ; logits (N,V). Returns the mean over N (summed in
-// double in a fixed order on the GPU; the one host round-trip of this op).
+// double in a fixed order on the GPU; the one host round-trip of this op). Being the end of every
+// forward, it also raises the errors the router kernels recorded (cuda/device.h, raise_device_errors).
 template <typename T> double crossentropy_forward(T* losses, const T* logits, const int* targets, int N, int V);
 // dlogits (N,V) += (softmax(logits) - onehot(target)) * dloss / N
 template <typename T>
