@@ -11,6 +11,7 @@
 //    chunk size) can be reported with a clear exception where it is found. The experts, which do
 //    the real work, run in parallel.
 #include "ref/moe.h"
+#include "ref/ops.h"  // matmul_forward, matmul_backward: the experts' GEMMs
 
 #include <algorithm>  // std::max, std::partial_sort, std::upper_bound
 #include <cmath>      // std::exp, std::isnan, std::isfinite
@@ -114,11 +115,6 @@ void set_gates(T* a_gate, const int* a_exp, const T* s, int a0, int a1, bool nor
     fail("router: the selected scores of token " + str(t) + " sum to " + std::to_string(double(Z)) +
          ", so norm_topk cannot normalise them; the model diverged (scores underflowed): lower the lr");
   for (int a = a0; a < a1; a++) a_gate[a] = a_gate[a] / Z * T(scale);
-}
-
-// Index of the expert whose group [exp_off[e], exp_off[e+1]) holds dispatch slot j (empty groups skipped).
-int expert_of_slot(const int* exp_off, int E, int j) {
-  return int(std::upper_bound(exp_off, exp_off + E + 1, j) - exp_off) - 1;
 }
 
 // Checks that every assignment names an expert in [0, E).
@@ -291,28 +287,31 @@ void dispatch_sort(int* perm, int* exp_off, const int* a_exp, int A, int E) {
   for (int a = 0; a < A; a++) perm[next[a_exp[a]]++] = a;  // ascending a: stable
 }
 
+// The experts are one group of rows per expert (the dispatch slots exp_off[e] .. exp_off[e+1]), so
+// each expert is three ordinary Linear layers on a gathered (n_e, C) block, done by the same
+// blocked GEMM as every other matmul (ref/ops.h). Within an expert the GEMMs split rows over
+// threads; every output element is still one sum in a fixed order, so results do not depend on the
+// thread count. Empty experts are skipped.
 template <typename T>
 void experts_forward(T* y, T* h1, T* h3, T* act, const T* x, const T* w1, const T* w3, const T* w2,
                      const int* perm, const int* exp_off, const int* a_tok, int E, int C, int F) {
-  const int A = exp_off[E];
-  MOE_PARALLEL_FOR
-  for (int j = 0; j < A; j++) {
-    const int e = expert_of_slot(exp_off, E, j);
-    const int a = perm[j];
-    const T* xt = x + (size_t)a_tok[a] * C;
-    const T* W1 = w1 + (size_t)e * F * C;
-    const T* W3 = w3 + (size_t)e * F * C;
-    const T* W2 = w2 + (size_t)e * C * F;
-    T* h1j = h1 + (size_t)j * F;
-    T* h3j = h3 + (size_t)j * F;
-    T* actj = act + (size_t)j * F;
-    for (int f = 0; f < F; f++) {
-      h1j[f] = dot(W1 + (size_t)f * C, xt, C);
-      h3j[f] = dot(W3 + (size_t)f * C, xt, C);
-      actj[f] = h1j[f] * sigmoid(h1j[f]) * h3j[f];  // silu(h1) * h3
-    }
-    T* ya = y + (size_t)a * C;
-    for (int c = 0; c < C; c++) ya[c] = dot(W2 + (size_t)c * F, actj, F);
+  std::vector<T> xe, ye;
+  for (int e = 0; e < E; e++) {
+    const int j0 = exp_off[e], n = exp_off[e + 1] - j0;
+    if (n == 0) continue;
+    xe.resize((size_t)n * C);
+    ye.resize((size_t)n * C);
+    for (int i = 0; i < n; i++)  // gather this expert's token rows in slot order
+      std::copy_n(x + (size_t)a_tok[perm[j0 + i]] * C, C, xe.data() + (size_t)i * C);
+    T* h1e = h1 + (size_t)j0 * F;
+    T* h3e = h3 + (size_t)j0 * F;
+    T* acte = act + (size_t)j0 * F;
+    matmul_forward(h1e, xe.data(), w1 + (size_t)e * F * C, n, C, F);
+    matmul_forward(h3e, xe.data(), w3 + (size_t)e * F * C, n, C, F);
+    for (size_t i = 0; i < (size_t)n * F; i++) acte[i] = h1e[i] * sigmoid(h1e[i]) * h3e[i];  // silu(h1) * h3
+    matmul_forward(ye.data(), acte, w2 + (size_t)e * C * F, n, F, C);
+    for (int i = 0; i < n; i++)  // scatter back to assignment order (each assignment has one slot)
+      std::copy_n(ye.data() + (size_t)i * C, C, y + (size_t)perm[j0 + i] * C);
   }
 }
 
@@ -321,70 +320,46 @@ void experts_backward(T* dx, T* dw1, T* dw3, T* dw2, T* scratch, const T* dy, co
                       const T* act, const T* w1, const T* w3, const T* w2, const int* perm, const int* exp_off,
                       const int* tok_off, const int* a_tok, int N, int E, int C, int F) {
   const int A = exp_off[E];
-  T* dh1 = scratch;                        // (A,F) in perm order
-  T* dh3 = scratch + (size_t)A * F;        // (A,F) in perm order
+  T* dh1 = scratch;                        // (A,F) in slot order
+  T* dh3 = scratch + (size_t)A * F;        // (A,F) in slot order
   T* dxa = scratch + (size_t)2 * A * F;    // (A,C) in assignment order: each assignment's part of dx
-
-  // 1. through W2 and the SwiGLU: dact = W2^T dy; dh1 = dact * h3 * silu'(h1); dh3 = dact * silu(h1)
-  MOE_PARALLEL_FOR
-  for (int j = 0; j < A; j++) {
-    const int e = expert_of_slot(exp_off, E, j);
-    const T* dya = dy + (size_t)perm[j] * C;
-    const T* W2 = w2 + (size_t)e * C * F;
-    T* d1 = dh1 + (size_t)j * F;
-    T* d3 = dh3 + (size_t)j * F;
-    for (int f = 0; f < F; f++) d1[f] = 0;
-    for (int c = 0; c < C; c++)
-      for (int f = 0; f < F; f++) d1[f] += W2[(size_t)c * F + f] * dya[c];  // d1 holds dact for now
-    for (int f = 0; f < F; f++) {
-      const T a = h1[(size_t)j * F + f], b = h3[(size_t)j * F + f], sg = sigmoid(a);
-      const T dact = d1[f];
-      d1[f] = dact * b * sg * (T(1) + a * (T(1) - sg));  // silu'(a) = sg (1 + a (1 - sg))
-      d3[f] = dact * a * sg;
+  std::vector<T> xe, dye, dxe;
+  for (int e = 0; e < E; e++) {
+    const int j0 = exp_off[e], n = exp_off[e + 1] - j0;
+    if (n == 0) continue;
+    xe.resize((size_t)n * C);
+    dye.resize((size_t)n * C);
+    for (int i = 0; i < n; i++) {
+      const int a = perm[j0 + i];
+      std::copy_n(x + (size_t)a_tok[a] * C, C, xe.data() + (size_t)i * C);
+      std::copy_n(dy + (size_t)a * C, C, dye.data() + (size_t)i * C);
     }
-  }
-
-  // 2. weight gradients: each row of dW is one thread's sum over its expert's slots in slot order
-  if (dw1 || dw3) {
-    MOE_PARALLEL_FOR
-    for (int ef = 0; ef < E * F; ef++) {
-      const int e = ef / F, f = ef % F;
-      for (int j = exp_off[e]; j < exp_off[e + 1]; j++) {
-        const T* xt = x + (size_t)a_tok[perm[j]] * C;
-        const T g1 = dh1[(size_t)j * F + f], g3 = dh3[(size_t)j * F + f];
-        for (int c = 0; c < C; c++) {
-          if (dw1) dw1[(size_t)ef * C + c] += g1 * xt[c];
-          if (dw3) dw3[(size_t)ef * C + c] += g3 * xt[c];
-        }
-      }
+    const T* h1e = h1 + (size_t)j0 * F;
+    const T* h3e = h3 + (size_t)j0 * F;
+    T* d1 = dh1 + (size_t)j0 * F;
+    T* d3 = dh3 + (size_t)j0 * F;
+    // 1. through W2: dact = dy W2 (held in d1 for now); dW2 += dy^T act
+    std::fill_n(d1, (size_t)n * F, T(0));
+    matmul_backward(d1, dw2 ? dw2 + (size_t)e * C * F : nullptr, dye.data(), act + (size_t)j0 * F,
+                    w2 + (size_t)e * C * F, n, F, C);
+    // 2. through the SwiGLU: dh1 = dact * h3 * silu'(h1), dh3 = dact * silu(h1)
+    for (size_t i = 0; i < (size_t)n * F; i++) {
+      const T a = h1e[i], b = h3e[i], sg = sigmoid(a), dact = d1[i];
+      d1[i] = dact * b * sg * (T(1) + a * (T(1) - sg));  // silu'(a) = sg (1 + a (1 - sg))
+      d3[i] = dact * a * sg;
     }
-  }
-  if (dw2) {
-    MOE_PARALLEL_FOR
-    for (int ec = 0; ec < E * C; ec++) {
-      const int e = ec / C, c = ec % C;
-      for (int j = exp_off[e]; j < exp_off[e + 1]; j++) {
-        const T g = dy[(size_t)perm[j] * C + c];
-        const T* actj = act + (size_t)j * F;
-        for (int f = 0; f < F; f++) dw2[(size_t)ec * F + f] += g * actj[f];
-      }
+    // 3. through W1 and W3: dx_e = dh1 W1 + dh3 W3; dW1 += dh1^T x_e; dW3 += dh3^T x_e
+    if (dx) {
+      dxe.assign((size_t)n * C, T(0));
     }
+    matmul_backward(dx ? dxe.data() : nullptr, dw1 ? dw1 + (size_t)e * F * C : nullptr, d1, xe.data(),
+                    w1 + (size_t)e * F * C, n, C, F);
+    matmul_backward(dx ? dxe.data() : nullptr, dw3 ? dw3 + (size_t)e * F * C : nullptr, d3, xe.data(),
+                    w3 + (size_t)e * F * C, n, C, F);
+    if (dx)
+      for (int i = 0; i < n; i++) std::copy_n(dxe.data() + (size_t)i * C, C, dxa + (size_t)perm[j0 + i] * C);
   }
   if (!dx) return;
-
-  // 3. each assignment's dx row: W1^T dh1 + W3^T dh3
-  MOE_PARALLEL_FOR
-  for (int j = 0; j < A; j++) {
-    const int e = expert_of_slot(exp_off, E, j);
-    const T* W1 = w1 + (size_t)e * F * C;
-    const T* W3 = w3 + (size_t)e * F * C;
-    T* out = dxa + (size_t)perm[j] * C;
-    for (int c = 0; c < C; c++) out[c] = 0;
-    for (int f = 0; f < F; f++) {
-      const T g1 = dh1[(size_t)j * F + f], g3 = dh3[(size_t)j * F + f];
-      for (int c = 0; c < C; c++) out[c] += g1 * W1[(size_t)f * C + c] + g3 * W3[(size_t)f * C + c];
-    }
-  }
 
   // 4. summed per token in token-major order (a gather: no two threads write one row)
   MOE_PARALLEL_FOR
