@@ -22,7 +22,10 @@ TokenData load_tokens(const std::string& path) {
   TokenData d;
   int32_t magic = 0;
   if (bytes.size() >= 4) std::memcpy(&magic, bytes.data(), 4);
-  if (magic == kShardMagic) {
+  // A file named *.bin is always read as a shard, so that a shard with a damaged header is reported
+  // instead of being trained on as raw bytes.
+  const bool named_shard = path.size() >= 4 && path.compare(path.size() - 4, 4, ".bin") == 0;
+  if (magic == kShardMagic || named_shard) {
     d.tokens = read_shard(path);  // does every header and size check
   } else {
     d.raw_bytes = true;

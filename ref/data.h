@@ -18,8 +18,9 @@ struct TokenData {
   uint32_t max_token() const;
 };
 
-// Reads a shard, or raw bytes when the file does not start with the shard magic. Throws with the
-// path and the problem (missing, empty, truncated shard, ...).
+// Reads a shard, or raw bytes when the file does not start with the shard magic and is not named
+// *.bin (a .bin file with another magic is a damaged shard). Throws with the path and the problem
+// (missing, empty, truncated shard, ...).
 TokenData load_tokens(const std::string& path);
 
 // Splits off the last `frac` of the tokens as a validation stream (when no validation file is given).
