@@ -57,6 +57,8 @@ TEST_SRC  := tests/main.cpp $(wildcard tests/test_*.cpp)
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 
 .PHONY: all info train tools unit_tests test deps cuda clean help
+# keep intermediate objects (tools/*.o), so that a second make does not relink everything
+.SECONDARY:
 all: info $(BUILD)/train $(TOOLS)
 
 info:

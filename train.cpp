@@ -181,7 +181,7 @@ static std::vector<Flag> make_flags(Options& o, std::vector<std::function<void(C
        [&o, I](auto& v) { o.eval_every = I(v); }},
       {"eval-batches", "N", "limit evaluation to N micro-batches (default: the whole split)",
        [&o, I](auto& v) { o.eval_batches = I(v); }},
-      {"ep-dp", "N", "also log MaxVio_computation-batch for groups of batch*N sequences", [&o, I](auto& v) { o.ep_dp = I(v); }},
+      {"ep-dp", "N", "also log MaxVio_computation-batch for groups of batch*N sequences (steps: the micro-batches of a step; eval: the validation sequences)", [&o, I](auto& v) { o.ep_dp = I(v); }},
       {"print-every", "N", "print a line every N steps when not on a terminal", [&o, I](auto& v) { o.print_every = I(v); }},
       {"log", "FILE", "append JSONL records of every step and eval", [&o](auto& v) { o.log = v; }},
       {"save", "FILE", "write a checkpoint here (atomically) at the end and every --save-every steps",
@@ -539,7 +539,19 @@ int main(int argc, char** argv) {
             << ",\"maxvio_global\":" << num(mean(e.maxvio)) << ",\"maxvio_global_layers\":" << json_list(e.maxvio)
             << ",\"loads\":[";
         for (int mi = 0; mi < c.n_moe(); ++mi) log << (mi ? "," : "") << json_list(e.counts, (size_t)mi * c.E, c.E);
-        log << "]}\n" << std::flush;
+        log << "]";
+        if (o.ep_dp > 0 && c.n_moe() > 0) {  // the evaluated sequences grouped into computation batches
+          const int n_seq = e.batches * c.B;
+          double cb = 0;
+          for (int mi = 0; mi < c.n_moe(); ++mi) {
+            const std::vector<int64_t> layer(e.seq_counts.begin() + (size_t)mi * n_seq * c.E,
+                                             e.seq_counts.begin() + (size_t)(mi + 1) * n_seq * c.E);
+            cb += maxvio_computation_batch(layer, n_seq, c.E, c.B * o.ep_dp) / c.n_moe();
+          }
+          log << ",\"ep_dp\":" << o.ep_dp << ",\"cb_tokens\":" << (int64_t)c.B * o.ep_dp * c.T
+              << ",\"maxvio_cb\":" << num(cb);
+        }
+        log << "}\n" << std::flush;
       }
     };
     const int last = o.stop_after > 0 ? std::min(c.steps, o.stop_after) : c.steps;  // --stop-after: an interruption

@@ -66,6 +66,8 @@ EvalResult evaluate(Model& model, const std::vector<uint32_t>& val, int max_batc
   EvalResult r;
   r.batches = (int)(max_batches > 0 ? std::min<uint64_t>(available, max_batches) : available);
   r.counts.assign((size_t)c.n_moe() * c.E, 0);
+  const size_t n_seq = (size_t)r.batches * c.B;
+  r.seq_counts.assign((size_t)c.n_moe() * n_seq * c.E, 0);
   std::vector<int> inputs, targets;
   for (int i = 0; i < r.batches; ++i) {
     loader.next(inputs, targets);
@@ -75,6 +77,8 @@ EvalResult evaluate(Model& model, const std::vector<uint32_t>& val, int max_batc
     for (int mi = 0; mi < c.n_moe(); ++mi) {
       const RoutingTrace t = model.routing(mi);
       for (int e : t.a_exp) r.counts[(size_t)mi * c.E + e]++;
+      const std::vector<int64_t> sc = sequence_counts(t, c.B, c.T, c.E);  // (B, E) of this micro-batch
+      std::copy(sc.begin(), sc.end(), r.seq_counts.begin() + ((size_t)mi * n_seq + (size_t)i * c.B) * c.E);
     }
   }
   r.ppl = std::exp(r.loss);

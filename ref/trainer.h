@@ -33,6 +33,7 @@ struct EvalResult {
   double loss = 0, ppl = 0;
   std::vector<int64_t> counts;   // (n_moe, E) loads summed over the evaluated windows
   std::vector<double> maxvio;    // MaxVio_global per MoE layer
+  std::vector<int64_t> seq_counts;  // (n_moe, n_seq, E) loads of each evaluated sequence, in order
   int batches = 0;
 };
 // Mean cross-entropy and summed loads over the validation stream (all windows in order, or the
