@@ -173,7 +173,7 @@ expect_refusal() {
   local name=$1 re=$2; shift 2
   "$BUILD/train" "$@" > "$TMP/ref.out" 2> "$TMP/ref.err"; local rc=$?
   if [ $rc -ne 1 ]; then bad "$name: expected exit 1, got $rc"; tail -n 3 "$TMP/ref.err"; return; fi
-  tr '\n' ' ' < "$TMP/ref.err" | grep -Eq "$re" || bad "$name: message does not match /$re/: $(tr '\n' ' ' < "$TMP/ref.err")"
+  tr '\n' ' ' < "$TMP/ref.err" | grep -Eq -- "$re" || bad "$name: message does not match /$re/: $(tr '\n' ' ' < "$TMP/ref.err")"
   echo "refused ($name): $(head -c 200 "$TMP/ref.err" | tr '\n' ' ')"
 }
 if [ -f "$D/split.st" ]; then
