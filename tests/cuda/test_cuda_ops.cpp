@@ -1,28 +1,25 @@
 // test_cuda_ops.cu — equivalence of the CUDA op layer (cuda/ops.h, cuda/moe.h) with the CPU
 // reference (ref/ops.h, ref/moe.h), op by op, forward and backward, on seeded inputs.
 //
-// A self-contained doctest program (built and run by tests/check_cuda.sh): main() first asks
-// cuda::device_available and, without a usable GPU, prints "SKIP: no CUDA device (<reason>)" and
-// exits 0. The oracle for every CUDA result is ref's result on the same inputs; ref itself is checked
-// against finite differences and PyTorch by the CPU suites.
+// Part of build/cuda_tests (tests/cuda/main.cpp, built by tests/check_cuda.sh), which runs these only
+// where a GPU exists. The oracle for every CUDA result is ref's result on the same inputs; ref itself
+// is checked against finite differences and PyTorch by the CPU suites.
 //
 // Integers (top-K indices, offsets, perm, counts) must match exactly. Floats must match within the
 // per-tensor budgets below. Expert routing computed from scores that differ by rounding can flip
 // where two keys are within rounding of each other: such tokens are reported as near-ties (never
 // counted as passes or failures by luck); on IDENTICAL input scores the routing must match exactly.
-#define DOCTEST_CONFIG_IMPLEMENT
-#include <doctest/doctest.h>  // TEST_CASE, CHECK, INFO, MESSAGE, doctest::Context
+#include <doctest/doctest.h>  // TEST_CASE, CHECK, INFO, MESSAGE
 
 #include <algorithm>  // std::max, std::sort, std::shuffle-free permutations
 #include <cmath>      // std::fabs, std::isnan, std::floor
 #include <cstdint>    // int64_t, uint64_t
-#include <cstdio>     // std::printf
 #include <numeric>    // std::iota
 #include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
 #include <vector>     // std::vector
 
-#include "cuda/device.h"  // device_available
+#include "cuda/device.h"  // raise_device_errors
 #include "cuda/memory.h"  // dev_alloc, to_device, to_host, dev_free
 #include "cuda/moe.h"     // cuda:: router, dispatch, experts, combine, aux, bias
 #include "cuda/ops.h"     // cuda:: dense ops
@@ -464,7 +461,7 @@ TEST_CASE("cuda sumsq and AdamW match ref") {
 
 TEST_CASE("cuda router scores forward/backward match ref (sigmoid and softmax)") {
   for (const ref::Gate gate : {ref::Gate::sigmoid, ref::Gate::softmax}) {
-    INFO("gate " << gate_name(gate));
+    INFO("gate " << std::string(gate_name(gate)));
     const std::vector<float> logits = uniform(size_t(kN) * kE, 91, -6.0f, 6.0f);
     std::vector<float> s_ref(size_t(kN) * kE);
     ref::router_scores_forward(s_ref.data(), logits.data(), kN, kE, gate);
@@ -484,7 +481,7 @@ TEST_CASE("cuda router scores forward/backward match ref (sigmoid and softmax)")
 TEST_CASE("cuda token choice on identical scores: identical routing, counts and dispatch") {
   uint64_t seed = 100;
   for (const TokenChoiceCase& c : token_choice_cases()) {
-    INFO("case: " << c.name);
+    INFO("case: " << std::string(c.name));
     const std::vector<float> scores = router_scores_input(c.quantized, ++seed);
     Dev<float> scores_d(scores);
     const Route want = ref_token_choice(scores, c);
@@ -520,7 +517,7 @@ TEST_CASE("cuda token choice from logits: decisions equal except reported near-t
   for (const ref::Gate gate : {ref::Gate::sigmoid, ref::Gate::softmax}) {
     for (const TokenChoiceCase& c : token_choice_cases()) {
       if (c.quantized) continue;  // ties on purpose are tested on identical scores above
-      INFO("gate " << gate_name(gate) << ", case: " << c.name);
+      INFO("gate " << std::string(gate_name(gate)) << ", case: " << std::string(c.name));
       std::vector<float> logits = uniform(size_t(kN) * kE, 111, -4.0f, 4.0f);
       // every 5th token gets two logits one ulp apart: keys within rounding, so a backend may flip
       // them; the near-tie check below must classify such a flip as a near-tie, not a failure
@@ -584,7 +581,7 @@ TEST_CASE("cuda expert choice on identical scores: identical routing; bad chunk 
   };
   uint64_t seed = 200;
   for (const Case& c : cases) {
-    INFO("case: " << c.name);
+    INFO("case: " << std::string(c.name));
     const std::vector<float> scores = router_scores_input(c.quantized, ++seed);
     const std::vector<int> order = c.shuffle ? permutation(kN, seed + 50) : std::vector<int>();
     const Route want = ref_expert_choice(scores, order, c.K, c.chunk, c.norm, 1.5f);
@@ -636,7 +633,7 @@ std::vector<ExpertRouting> expert_routings() {
 
 TEST_CASE("cuda experts forward/backward match ref") {
   for (const ExpertRouting& er : expert_routings()) {
-    INFO("routing: " << er.name);
+    INFO("routing: " << std::string(er.name));
     const Route& r = er.r;
     const int A = int(r.a_exp.size());
     std::vector<int> perm, off;
@@ -679,7 +676,7 @@ TEST_CASE("cuda experts forward/backward match ref") {
 
 TEST_CASE("cuda combine forward/backward match ref") {
   for (const ExpertRouting& er : expert_routings()) {
-    INFO("routing: " << er.name);
+    INFO("routing: " << std::string(er.name));
     const Route& r = er.r;
     const int A = int(r.a_exp.size());
     const std::vector<float> y = uniform(size_t(A) * kC, 420);
@@ -706,7 +703,7 @@ TEST_CASE("cuda combine forward/backward match ref") {
 TEST_CASE("cuda aux loss forward/backward match ref (per sequence and per batch, both gates)") {
   for (const ref::Gate gate : {ref::Gate::sigmoid, ref::Gate::softmax}) {
     for (const bool per_batch : {false, true}) {
-      INFO("gate " << gate_name(gate) << ", per_batch " << per_batch);
+      INFO("gate " << std::string(gate_name(gate)) << ", per_batch " << per_batch);
       const std::vector<float> logits = uniform(size_t(kN) * kE, 500, -3.0f, 3.0f);
       std::vector<float> scores(size_t(kN) * kE);
       ref::router_scores_forward(scores.data(), logits.data(), kN, kE, gate);
@@ -745,7 +742,7 @@ TEST_CASE("cuda bias update is bitwise ref's (sign and error rule, integer sign 
   };
   for (const ref::UpdateRule rule : {ref::UpdateRule::sign, ref::UpdateRule::error}) {
     for (const Case& c : cases) {
-      INFO("rule " << (rule == ref::UpdateRule::sign ? "sign" : "error") << ", case: " << c.name);
+      INFO("rule " << std::string((rule == ref::UpdateRule::sign ? "sign" : "error")) << ", case: " << std::string(c.name));
       std::vector<float> b_ref = uniform(kE, 600, -0.01f, 0.01f);
       const std::vector<float> b0 = b_ref;
       Dev<float> b(b_ref);
@@ -808,14 +805,148 @@ TEST_CASE("cuda ops are bitwise deterministic run to run") {
   CHECK(s1 == s2);
 }
 
-// =================================================================================================
 
-int main(int argc, char** argv) {
-  std::string why;
-  if (!cuda::device_available(&why)) {
-    std::printf("SKIP: no CUDA device (%s)\n", why.c_str());
-    return 0;
+// =================================================================================================
+// A larger awkward size: N = 651 tokens (= 3*7*31), E = 7. Token choice with K = 3 has A = 1953
+// assignments, so dispatch's block scan runs over 8 tiles of 256 and the counts over 8 blocks;
+// expert choice's offsets scan runs over 3 tiles. (The shapes above fit in one tile.)
+
+TEST_CASE("cuda routing, counts and dispatch at N=651, E=7 match ref exactly (multi-tile scans)") {
+  const int N = 651, E = 7;
+  for (const bool quantized : {false, true}) {
+    INFO("token choice, K=3, additive bias, quantized scores " << quantized);
+    std::vector<float> scores = uniform(size_t(N) * E, 800 + quantized, 0.0f, 1.0f);
+    if (quantized)
+      for (float& x : scores) x = std::floor(x * 8.0f) / 8.0f;
+    const std::vector<float> bias = quantized ? std::vector<float>(E, 0.0f) : uniform(E, 810, -0.05f, 0.05f);
+    const int K = 3, A = N * K;
+    std::vector<int> off_r(N + 1), tok_r(A), exp_r(A);
+    std::vector<float> gate_r(A);
+    ref::route_token_choice(off_r.data(), tok_r.data(), exp_r.data(), gate_r.data(), scores.data(), bias.data(),
+                            ref::BiasKind::add, N, E, K, false, 1.0f);
+    Dev<float> s_d(scores), b_d(bias), gate(A);
+    Dev<int> off(N + 1), tok(A), ex(A);
+    cuda::route_token_choice(off.p, tok.p, ex.p, gate.p, s_d.p, b_d.p, ref::BiasKind::add, N, E, K, false, 1.0f);
+    expect_equal("tok_off", off.host(), off_r);
+    expect_equal("a_tok", tok.host(), tok_r);
+    expect_equal("a_exp", ex.host(), exp_r);
+    expect_close("a_gate", gate.host(), gate_r, k::exact);
+
+    std::vector<int64_t> cnt_r(E, 3);
+    Dev<int64_t> cnt(cnt_r);
+    ref::count_experts(cnt_r.data(), exp_r.data(), A, E);
+    cuda::count_experts(cnt.p, ex.p, A, E);
+    expect_equal("counts", cnt.host(), cnt_r);
+
+    std::vector<int> perm_r(A), eoff_r(E + 1);
+    ref::dispatch_sort(perm_r.data(), eoff_r.data(), exp_r.data(), A, E);
+    Dev<int> perm(A), eoff(E + 1);
+    cuda::dispatch_sort(perm.p, eoff.p, ex.p, A, E);
+    expect_equal("perm", perm.host(), perm_r);
+    expect_equal("exp_off", eoff.host(), eoff_r);
   }
-  doctest::Context ctx(argc, argv);
-  return ctx.run();
+  for (const int chunk : {217, 0}) {
+    INFO("expert choice, K=2, chunk " << chunk << ", shuffled order, quantized scores (ties to the earlier token)");
+    std::vector<float> scores = uniform(size_t(N) * E, 820, 0.0f, 1.0f);
+    for (float& x : scores) x = std::floor(x * 16.0f) / 16.0f;
+    const std::vector<int> order = permutation(N, 821);
+    const int K = 2, A = N * K;
+    std::vector<int> off_r(N + 1), tok_r(A), exp_r(A);
+    std::vector<float> gate_r(A);
+    ref::route_expert_choice(off_r.data(), tok_r.data(), exp_r.data(), gate_r.data(), scores.data(), order.data(), N,
+                             E, K, chunk, true, 1.0f);
+    Dev<float> s_d(scores), gate(A);
+    Dev<int> ord(order), off(N + 1), tok(A), ex(A);
+    cuda::route_expert_choice(off.p, tok.p, ex.p, gate.p, s_d.p, ord.p, N, E, K, chunk, true, 1.0f);
+    CHECK_NOTHROW(cuda::raise_device_errors());
+    expect_equal("tok_off", off.host(), off_r);
+    expect_equal("a_tok", tok.host(), tok_r);
+    expect_equal("a_exp", ex.host(), exp_r);
+    expect_close("a_gate", gate.host(), gate_r, k::exact);
+  }
+}
+
+// =================================================================================================
+// Errors found inside kernels (cuda/device.h): recorded on the device, raised like ref's exceptions.
+
+namespace {
+template <typename F> std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+bool says(const std::string& msg, const std::string& what) { return msg.find(what) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("cuda router errors: NaN score, non-finite bias, norm_topk zero sum, expert choice on NaN; raised like ref, then cleared") {
+  REQUIRE(error_of([] { cuda::raise_device_errors(); }) == "");  // nothing pending from earlier tests
+  const int A = kN * kK;
+  std::vector<int> off_h(kN + 1), tok_h(A), exp_h(A);
+  std::vector<float> gate_h(A);
+  Dev<int> off(kN + 1), tok(A), ex(A);
+  Dev<float> gate(A);
+  struct Case {
+    const char* name;
+    int nan_token, zero_token, bad_bias;  // -1: none
+    bool norm_topk;
+    const char* must_say;
+  };
+  const Case cases[] = {
+      {"NaN score", 7, -1, -1, false, "score at token 7"},
+      {"infinite bias", -1, -1, 2, false, "bias of expert 2"},
+      {"norm_topk with a token whose scores are all 0", -1, 4, -1, true, "norm_topk"},
+  };
+  for (const Case& c : cases) {
+    INFO("token choice: " << std::string(c.name));
+    std::vector<float> scores = router_scores_input(false, 900);
+    if (c.nan_token >= 0) scores[size_t(c.nan_token) * kE + 3] = NAN;
+    if (c.zero_token >= 0)
+      for (int i = 0; i < kE; i++) scores[size_t(c.zero_token) * kE + i] = 0.0f;
+    std::vector<float> bias(kE, 0.0f);
+    if (c.bad_bias >= 0) bias[c.bad_bias] = INFINITY;
+    const std::string want = error_of([&] {
+      ref::route_token_choice(off_h.data(), tok_h.data(), exp_h.data(), gate_h.data(), scores.data(), bias.data(),
+                              ref::BiasKind::add, kN, kE, kK, c.norm_topk, 1.0f);
+    });
+    Dev<float> s_d(scores), b_d(bias);
+    cuda::route_token_choice(off.p, tok.p, ex.p, gate.p, s_d.p, b_d.p, ref::BiasKind::add, kN, kE, kK, c.norm_topk,
+                             1.0f);
+    const std::string got = error_of([] { cuda::raise_device_errors(); });
+    INFO("ref: " << want);
+    INFO("cuda: " << got);
+    CHECK(says(want, c.must_say));
+    CHECK(says(got, c.must_say));
+    CHECK(error_of([] { cuda::raise_device_errors(); }) == "");  // cleared once raised
+  }
+
+  INFO("expert choice with a NaN score: no write past the assignment arrays, the same error");
+  std::vector<float> scores = router_scores_input(false, 901);
+  scores[size_t(10) * kE + 3] = NAN;
+  const std::vector<int> order = permutation(kN, 902);
+  const std::string want = error_of([&] {
+    ref::route_expert_choice(off_h.data(), tok_h.data(), exp_h.data(), gate_h.data(), scores.data(), order.data(), kN,
+                             kE, kK, 15, false, 1.0f);
+  });
+  Dev<float> s_d(scores);
+  Dev<int> ord(order);
+  cuda::route_expert_choice(off.p, tok.p, ex.p, gate.p, s_d.p, ord.p, kN, kE, kK, 15, false, 1.0f);
+  const std::vector<int> offsets = off.host();
+  const bool all_zero = std::all_of(offsets.begin(), offsets.end(), [](int x) { return x == 0; });
+  CHECK((offsets[kN] == A || all_zero));  // never beyond the A = N*K slots the arrays have
+  const std::string got = error_of([] { cuda::raise_device_errors(); });
+  INFO("ref: " << want);
+  INFO("cuda: " << got);
+  CHECK(says(want, "score at token 10"));
+  CHECK(says(got, "score at token 10"));
+
+  INFO("the end of a forward (crossentropy_forward) raises what the router recorded");
+  cuda::route_expert_choice(off.p, tok.p, ex.p, gate.p, s_d.p, ord.p, kN, kE, kK, 15, false, 1.0f);
+  const std::vector<float> logits = uniform(size_t(kN) * kV, 903);
+  Dev<float> logits_d(logits), losses(kN);
+  Dev<int> targets(ints(kN, 904, 0, kV));
+  CHECK(says(error_of([&] { cuda::crossentropy_forward(losses.p, logits_d.p, targets.p, kN, kV); }), "score at token 10"));
+  CHECK(error_of([&] { cuda::crossentropy_forward(losses.p, logits_d.p, targets.p, kN, kV); }) == "");
 }
