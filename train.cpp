@@ -462,6 +462,7 @@ static void run_sample(const Model& trained, const Options& o) {
 
 // ---------------------------------------------------------------- main loop
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear at once in a pipe or a file
   try {
     Options o;
     std::vector<std::function<void(Config&)>> edits;
@@ -605,7 +606,7 @@ int main(int argc, char** argv) {
         const std::vector<float> b = model->biases();
         std::vector<double> bstd;
         for (int mi = 0; mi < c.n_moe(); ++mi) bstd.push_back(bias_stats(b.data() + (size_t)mi * c.E, c.E).std);
-        log << ",\"bias_std\":" << json_list(bstd) << "}\n";
+        log << ",\"bias_std\":" << json_list(bstd) << "}\n" << std::flush;  // readable while it runs
       }
       state.step = step + 1;
       state.data_pos = loader->position();
