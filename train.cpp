@@ -514,6 +514,10 @@ int main(int argc, char** argv) {
                                                   ", u " + num(c.bias_rate) + ")").c_str()
                 : c.balance == Balance::aux ? (" (alpha " + num(c.aux_alpha) + ")").c_str() : "",
                 c.grad_accum, c.B, c.T, train.tokens.size(), val.tokens.size());
+    if (o.ep_dp > c.grad_accum)
+      std::fprintf(stderr, "train: warning: --ep-dp %d groups %d micro-batches into a computation batch, but a step has "
+                           "only %d (--grad-accum): step records get maxvio_cb null; evaluations group the validation "
+                           "sequences instead\n", o.ep_dp, o.ep_dp, c.grad_accum);
     if (c.routing == Routing::expert_choice) {  // paper section 5.2: what expert choice can leak
       const double R = double(c.K) / c.E;
       std::printf("       expert choice leaks more than K*log2((1-R)/R) = %.2f bits per token per layer (R = K/E = %.4f)\n",
@@ -543,7 +547,7 @@ int main(int argc, char** argv) {
         log << "]";
         if (o.ep_dp > 0 && c.n_moe() > 0) {  // the evaluated sequences grouped into computation batches
           const int n_seq = e.batches * c.B;
-          double cb = 0;
+          double cb = n_seq < c.B * o.ep_dp ? NAN : 0;  // no whole computation batch: undefined (null), not 0
           for (int mi = 0; mi < c.n_moe(); ++mi) {
             const std::vector<int64_t> layer(e.seq_counts.begin() + (size_t)mi * n_seq * c.E,
                                              e.seq_counts.begin() + (size_t)(mi + 1) * n_seq * c.E);
@@ -580,6 +584,7 @@ int main(int argc, char** argv) {
       double mv_cb = 0;  // layers were appended per micro-batch: (micro, n_moe, B, E) -> per layer
       if (!seq_counts.empty()) {
         const int n_seq = c.B * c.grad_accum, per_mb = c.n_moe() * c.B * c.E;
+        if (n_seq < c.B * o.ep_dp) mv_cb = NAN;  // no whole computation batch in a step: undefined (null), not 0
         for (int mi = 0; mi < c.n_moe(); ++mi) {
           std::vector<int64_t> layer((size_t)n_seq * c.E);
           for (int m = 0; m < c.grad_accum; ++m)
