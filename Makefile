@@ -38,7 +38,7 @@ ifeq ($(CUDA),1)
 endif
 ifeq ($(CUDA),1)
   # sm_90 (H100/H200) machine code plus compute_90 PTX that newer GPUs can JIT
-  NVCCFLAGS  := -std=c++17 -O2 -I. -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+  NVCCFLAGS  := -std=c++17 -O2 --fmad=false -I. -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
                 -Xcompiler -fopenmp -Wno-deprecated-gpu-targets
   CUDA_SRC   := $(wildcard cuda/*.cu)
   CUDA_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
@@ -56,7 +56,7 @@ TOOLS     := $(patsubst tools/%.cpp,$(BUILD)/%,$(wildcard tools/*.cpp))
 TEST_SRC  := tests/main.cpp $(wildcard tests/test_*.cpp)
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all info train tools unit_tests test deps cuda clean help
+.PHONY: all info train tools unit_tests test deps cuda cuda-test clean help
 # keep intermediate objects (tools/*.o), so that a second make does not relink everything
 .SECONDARY:
 all: info $(BUILD)/train $(TOOLS)
@@ -69,6 +69,7 @@ help:
 	@echo "make test       install test dependencies, then run every test (ends with 'N passed, N failed')"
 	@echo "make unit_tests the doctest suites only (build/unit_tests)"
 	@echo "make deps       install the test dependencies (Debian packages, npm oracles)"
+	@echo "make cuda-test  GPU tests + compute-sanitizer (skips without a GPU)"
 	@echo "make data       build the default corpus, tokenizers and shards (data/build_all.sh)"
 	@echo "make train-default  build everything needed and train the default model"
 	@echo "Variables: CUDA=0 to skip the GPU backend, OPENMP=0 for a single-threaded build"
@@ -102,6 +103,11 @@ cuda: $(CUDA_OBJ)
 unit_tests: $(BUILD)/unit_tests
 $(BUILD)/unit_tests: $(TEST_OBJ) $(LIB)
 	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+
+# On a machine with an NVIDIA GPU: the CUDA-vs-CPU tests, compute-sanitizer, CUDA dumps checked by
+# PyTorch, and a tokens/s table (docs/CUDA.md). Prints SKIP and succeeds when there is no GPU.
+cuda-test: all
+	dev/cuda_test.sh
 
 deps:
 	@tests/install_deps.sh
