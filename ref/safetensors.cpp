@@ -2,6 +2,7 @@
 #include "ref/safetensors.h"
 
 #include <cerrno>     // errno
+#include <cstdint>    // SIZE_MAX
 #include <cstdio>     // std::FILE, std::fopen, std::fwrite
 #include <cstring>    // std::strerror, std::memcpy
 #include <fstream>    // std::ifstream
@@ -120,7 +121,10 @@ SafeTensorsFile SafeTensorsFile::read(const std::string& path) {
   uint64_t covered = 0;
   for (auto& [name, v] : doc.obj) {
     if (name == "__metadata__") {
-      for (auto& [k, mv] : v.obj) out.meta[k] = mv.as_str();
+      for (auto& [k, mv] : v.obj) {
+        if (!mv.is(json::Value::String)) fail(path, "metadata '" + k + "' is not a string; the file is corrupt");
+        out.meta[k] = mv.str;
+      }
       continue;
     }
     try {
@@ -128,7 +132,14 @@ SafeTensorsFile SafeTensorsFile::read(const std::string& path) {
       t.dtype = v.at("dtype").as_str();
       const size_t es = dtype_size(t.dtype);
       if (!es) throw std::runtime_error("unsupported dtype " + t.dtype + " (lfmoe reads F32, F64, I32, I64)");
-      for (auto& d : v.at("shape").arr) t.shape.push_back(d.as_int());
+      size_t elems = 1;  // negative or overflowing dimensions would fake a size that matches the offsets
+      for (auto& d : v.at("shape").arr) {
+        const int64_t dim = d.as_int();
+        if (dim < 0 || (dim > 0 && elems > SIZE_MAX / 8 / (size_t)dim))
+          throw std::runtime_error("shape has an impossible dimension " + std::to_string(dim));
+        elems *= (size_t)dim;
+        t.shape.push_back(dim);
+      }
       const json::Value& off = v.at("data_offsets");
       if (off.arr.size() != 2) throw std::runtime_error("data_offsets must have 2 entries");
       const int64_t b = off.arr[0].as_int(), e = off.arr[1].as_int();

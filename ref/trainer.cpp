@@ -1,7 +1,11 @@
 // trainer.cpp — see trainer.h.
 #include "ref/trainer.h"
 
+#include <cerrno>     // errno
+#include <climits>    // INT_MAX
 #include <cmath>      // std::exp, std::isfinite
+#include <cstdint>    // UINT64_MAX
+#include <cstdlib>    // std::strtoull
 #include <stdexcept>  // std::runtime_error
 
 #include "ref/metrics.h"      // maxvio_per_layer
@@ -118,11 +122,31 @@ static SafeTensorsFile read_checkpoint_file(const std::string& path) {
   return f;
 }
 
-Config checkpoint_config(const std::string& path) { return config_from_json(read_checkpoint_file(path).meta_at("config")); }
+static Config config_of(const SafeTensorsFile& f) {
+  try {
+    return config_from_json(f.meta_at("config"));
+  } catch (const std::runtime_error& e) {
+    if (std::string(e.what()).rfind(f.path + ":", 0) == 0) throw;  // already names the file
+    throw std::runtime_error(f.path + ": the config in the metadata is corrupt (" + e.what() + ")");
+  }
+}
+
+// A non-negative integer from the metadata, strictly (the whole text, in range).
+static uint64_t meta_count(const SafeTensorsFile& f, const std::string& key, uint64_t max) {
+  const std::string& v = f.meta_at(key);
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || errno == ERANGE || x > max)
+    throw std::runtime_error(f.path + ": metadata '" + key + "' is '" + v + "', not a count; the file is corrupt");
+  return x;
+}
+
+Config checkpoint_config(const std::string& path) { return config_of(read_checkpoint_file(path)); }
 
 TrainState load_checkpoint(const std::string& path, Model& model) {
   const SafeTensorsFile f = read_checkpoint_file(path);
-  const Config saved = config_from_json(f.meta_at("config"));
+  const Config saved = config_of(f);
   const Config& c = model.config();
   const std::vector<std::string> diff = shape_differences(saved, c);
   if (!diff.empty()) {
@@ -151,8 +175,8 @@ TrainState load_checkpoint(const std::string& path, Model& model) {
   model.set(Arena::adam_v, v);
   model.set_biases(b);
   TrainState st;
-  st.step = std::stoi(f.meta_at("step"));
-  st.data_pos = std::stoull(f.meta_at("data_pos"));
+  st.step = (int)meta_count(f, "step", INT_MAX);
+  st.data_pos = meta_count(f, "data_pos", UINT64_MAX);
   return st;
 }
 

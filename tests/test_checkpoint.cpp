@@ -1,0 +1,295 @@
+// test_checkpoint.cpp — checkpoints (ref/trainer.h, ref/safetensors.h) in-process:
+//   save then load restores every piece of training state bit for bit, and the next step after a
+//   load equals the next step without one; a file cut at any length, or with any header byte
+//   changed, is refused with a runtime_error naming the file (never a crash, never a silent load
+//   of garbage); each kind of mismatch is refused with a message naming it.
+// tests/check_resume.sh does the same through the trainer's command line, for every balance mode.
+#include <doctest/doctest.h>  // TEST_CASE, CHECK, REQUIRE
+
+#include <algorithm>  // std::equal
+#include <cstdio>     // std::remove
+#include <cstdlib>    // mkdtemp
+#include <cstring>    // std::memcpy, std::memcmp
+#include <fstream>    // std::ifstream, std::ofstream
+#include <iterator>   // std::istreambuf_iterator
+#include <memory>     // std::unique_ptr
+#include <stdexcept>  // std::runtime_error
+#include <string>     // std::string
+#include <utility>    // std::pair
+#include <vector>     // std::vector
+
+#include "ref/config.h"       // Config
+#include "ref/data.h"         // Loader
+#include "ref/model.h"        // Model, make_model, Arena
+#include "ref/rng.h"          // Rng
+#include "ref/safetensors.h"  // SafeTensorsFile, SafeTensorsWriter
+#include "ref/tensors.h"      // bias_name
+#include "ref/trainer.h"      // train_step, save_checkpoint, load_checkpoint
+
+using ref::Arena;
+
+namespace {
+
+ref::Config ckpt_config(ref::Balance balance, ref::BiasKind kind) {
+  ref::Config c;
+  c.V = 32; c.C = 16; c.H = 2; c.L = 3; c.n_dense = 1; c.Fd = 24; c.E = 8; c.K = 2; c.S = 1; c.F = 8; c.T = 8;
+  c.B = 2; c.grad_accum = 2; c.init_std = 0.1f; c.seed = 21; c.warmup = 1; c.lr = 1e-2f; c.steps = 10;
+  c.balance = balance; c.bias_kind = kind; c.bias_rate = 1e-2f;
+  return c;
+}
+
+std::vector<uint32_t> stream(int V, size_t n) {
+  ref::Rng rng(5);
+  std::vector<uint32_t> v(n);
+  for (auto& x : v) x = (uint32_t)rng.below(V);
+  return v;
+}
+
+std::string dir() {  // one private directory for the files of this suite
+  static std::string d = [] {
+    char tmpl[] = "/tmp/lfmoe_test_checkpoint_XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    return std::string(tmpl);
+  }();
+  return d;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+void spit(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
+
+bool same(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) {
+           return std::memcmp(&x, &y, sizeof x) == 0;
+         });
+}
+
+// The message of the runtime_error that fn throws ("" if none). Any other exception type fails the
+// test: a damaged file must give a clear error, not e.g. std::bad_alloc or std::out_of_range.
+template <class F> std::string error_of(F fn) {
+  try {
+    fn();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    FAIL_CHECK("unexpected exception type: " << e.what());
+    return e.what();
+  }
+  return "";
+}
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// A trained model (3 steps) saved to `path`; returns the model.
+std::unique_ptr<ref::Model> trained_and_saved(const ref::Config& c, const std::string& path, uint64_t* data_pos) {
+  static const std::vector<uint32_t> data = stream(32, 400);
+  std::unique_ptr<ref::Model> m = ref::make_model(c);
+  ref::Loader loader(&data, c.B, c.T, c.seed, true);
+  for (int s = 0; s < 3; ++s) ref::train_step(*m, loader, s);
+  *data_pos = loader.position();
+  ref::save_checkpoint(path, *m, ref::TrainState{3, *data_pos});
+  return m;
+}
+
+// Rewrites a checkpoint with `edit` applied to its tensors and metadata.
+template <class F> void rewrite(const std::string& from, const std::string& to, F edit) {
+  ref::SafeTensorsFile f = ref::SafeTensorsFile::read(from);
+  edit(f);
+  ref::SafeTensorsWriter w;
+  for (const auto& [name, t] : f.tensors) {
+    if (t.dtype == "F32") w.add(name, t.shape, reinterpret_cast<const float*>(t.bytes.data()));
+    else if (t.dtype == "I64") w.add(name, t.shape, reinterpret_cast<const int64_t*>(t.bytes.data()));
+    else w.add(name, t.shape, reinterpret_cast<const int32_t*>(t.bytes.data()));
+  }
+  for (const auto& [k, v] : f.meta) w.meta(k, v);
+  w.write(to);
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: save then load restores all training state bit for bit; the next step is the same") {
+  for (auto [balance, kind] : {std::pair{ref::Balance::lossfree, ref::BiasKind::add},
+                               std::pair{ref::Balance::lossfree, ref::BiasKind::mul},
+                               std::pair{ref::Balance::aux, ref::BiasKind::add}}) {
+    const ref::Config c = ckpt_config(balance, kind);
+    CAPTURE(ref::name(balance));
+    CAPTURE(ref::name(kind));
+    const std::string path = dir() + "/roundtrip.st";
+    uint64_t pos = 0;
+    std::unique_ptr<ref::Model> a = trained_and_saved(c, path, &pos);
+    ref::Config other = c;
+    other.seed = 99;  // different initial parameters: everything must come from the file
+    std::unique_ptr<ref::Model> b = ref::make_model(other);
+    const ref::TrainState st = ref::load_checkpoint(path, *b);
+    CHECK(st.step == 3);
+    CHECK(st.data_pos == pos);
+    for (Arena ar : {Arena::params, Arena::adam_m, Arena::adam_v}) CHECK(same(a->get(ar), b->get(ar)));
+    CHECK(same(a->biases(), b->biases()));
+    if (balance == ref::Balance::lossfree) CHECK(!same(a->biases(), ref::initial_biases(c)));  // the bias did move
+
+    // One more step on each, from the same data position: identical loss, parameters and biases.
+    static const std::vector<uint32_t> data = stream(32, 400);
+    ref::Loader la(&data, c.B, c.T, c.seed, true), lb(&data, c.B, c.T, c.seed, true);
+    la.seek(pos);
+    lb.seek(st.data_pos);
+    const ref::StepResult ra = ref::train_step(*a, la, 3), rb = ref::train_step(*b, lb, st.step);
+    CHECK(ra.loss == rb.loss);
+    CHECK(ra.counts == rb.counts);
+    CHECK(same(a->get(Arena::params), b->get(Arena::params)));
+    CHECK(same(a->biases(), b->biases()));
+    std::remove(path.c_str());
+  }
+}
+
+TEST_CASE("checkpoint: a file cut at any length is refused, naming the file") {
+  const ref::Config c = ckpt_config(ref::Balance::lossfree, ref::BiasKind::add);
+  const std::string path = dir() + "/whole.st", cut = dir() + "/cut.st";
+  uint64_t pos = 0;
+  trained_and_saved(c, path, &pos);
+  const std::string bytes = slurp(path);
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  // Every length up to 64 bytes and around the end of the header, a stride through the rest.
+  std::vector<size_t> lengths;
+  for (size_t n = 0; n < 64; ++n) lengths.push_back(n);
+  for (size_t n = 64; n < header; n += 37) lengths.push_back(n);
+  for (size_t n = header; n < header + 8 + 64; ++n) lengths.push_back(n);
+  for (size_t n = header + 8 + 64; n < bytes.size(); n += 997) lengths.push_back(n);
+  lengths.push_back(bytes.size() - 1);
+  int refused = 0;
+  for (size_t n : lengths) {
+    spit(cut, bytes.substr(0, n));
+    std::unique_ptr<ref::Model> m = ref::make_model(c);
+    const std::string e = error_of([&] { ref::load_checkpoint(cut, *m); });
+    refused += contains(e, cut + ": ");
+    if (!contains(e, cut + ": ")) FAIL_CHECK("cut at " << n << " of " << bytes.size() << " bytes: '" << e << "'");
+  }
+  CHECK(refused == (int)lengths.size());
+  std::remove(cut.c_str());
+  std::remove(path.c_str());
+}
+
+TEST_CASE("checkpoint: a changed header byte never crashes and never loads a different state") {
+  const ref::Config c = ckpt_config(ref::Balance::lossfree, ref::BiasKind::add);
+  const std::string path = dir() + "/whole.st", bad = dir() + "/flipped.st";
+  uint64_t pos = 0;
+  std::unique_ptr<ref::Model> a = trained_and_saved(c, path, &pos);
+  const std::string bytes = slurp(path);
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  ref::Rng rng(3);
+  int loaded = 0, refused = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    std::string b = bytes;
+    const size_t at = trial < 8 ? (size_t)trial : 8 + rng.below(header);  // the length field, then JSON bytes
+    b[at] = (char)(b[at] ^ (1 + rng.below(255)));
+    spit(bad, b);
+    std::unique_ptr<ref::Model> m = ref::make_model(c);
+    ref::TrainState st;
+    const std::string e = error_of([&] { st = ref::load_checkpoint(bad, *m); });
+    if (!e.empty()) {
+      refused++;
+      if (!contains(e, bad)) FAIL_CHECK("byte " << at << ": the message does not name the file: " << e);
+      continue;
+    }
+    // Some changes keep the file valid (a digit of a float in the config, a space of the padding):
+    // then whatever loaded must be the saved state, or the change must be in the metadata.
+    loaded++;
+    const bool same_state = same(m->get(Arena::params), a->get(Arena::params)) &&
+                            same(m->get(Arena::adam_v), a->get(Arena::adam_v)) && same(m->biases(), a->biases());
+    if (!same_state) FAIL_CHECK("byte " << at << " changed: the checkpoint loaded a different state");
+  }
+  MESSAGE(refused << " of 400 changed headers refused, " << loaded << " still valid (same state)");
+  CHECK(refused > 300);
+  std::remove(bad.c_str());
+  std::remove(path.c_str());
+}
+
+TEST_CASE("checkpoint: each mismatch is refused with a message naming it") {
+  const ref::Config c = ckpt_config(ref::Balance::lossfree, ref::BiasKind::add);
+  const std::string path = dir() + "/base.st", bad = dir() + "/bad.st";
+  uint64_t pos = 0;
+  trained_and_saved(c, path, &pos);
+  auto load_error = [&](const ref::Config& cfg, const std::string& file) {
+    std::unique_ptr<ref::Model> m = ref::make_model(cfg);
+    return error_of([&] { ref::load_checkpoint(file, *m); });
+  };
+  const std::string wv = "layers.1.attn.wv";
+
+  SUBCASE("another model shape: every difference named") {
+    ref::Config other = c;
+    other.E = 6;
+    other.C = 24;
+    const std::string e = load_error(other, path);
+    CHECK(contains(e, "different model"));
+    CHECK(contains(e, "E: 8 vs 6"));
+    CHECK(contains(e, "C: 16 vs 24"));
+  }
+  SUBCASE("a dump is not a checkpoint") {
+    rewrite(path, bad, [](ref::SafeTensorsFile& f) { f.meta["format"] = "lfmoe-dump"; });
+    CHECK(contains(load_error(c, bad), "format 'lfmoe-dump' is not an lfmoe checkpoint"));
+  }
+  SUBCASE("a newer version") {
+    rewrite(path, bad, [](ref::SafeTensorsFile& f) { f.meta["version"] = "2"; });
+    CHECK(contains(load_error(c, bad), "checkpoint version 2 is not supported"));
+  }
+  SUBCASE("no metadata") {
+    rewrite(path, bad, [](ref::SafeTensorsFile& f) { f.meta.clear(); });
+    CHECK(contains(load_error(c, bad), "metadata has no 'format'"));
+  }
+  SUBCASE("a tensor of the wrong shape") {
+    rewrite(path, bad, [&](ref::SafeTensorsFile& f) { f.tensors.at(wv).shape = {8, 32}; });
+    CHECK(contains(load_error(c, bad), "tensor '" + wv + "' has shape (8, 32), expected (16, 16)"));
+  }
+  SUBCASE("a tensor of the wrong dtype") {
+    rewrite(path, bad, [&](ref::SafeTensorsFile& f) { f.tensors.at("adam.m/" + wv).dtype = "I32"; });
+    CHECK(contains(load_error(c, bad), "tensor 'adam.m/" + wv + "' is I32, expected F32"));
+  }
+  SUBCASE("a missing AdamW moment") {
+    rewrite(path, bad, [&](ref::SafeTensorsFile& f) { f.tensors.erase("adam.v/" + wv); });
+    CHECK(contains(load_error(c, bad), "missing tensor 'adam.v/" + wv + "'"));
+  }
+  SUBCASE("a step that is not a number") {
+    rewrite(path, bad, [](ref::SafeTensorsFile& f) { f.meta["step"] = "three"; });
+    const std::string e = load_error(c, bad);
+    CHECK(contains(e, bad));
+    CHECK(contains(e, "step"));
+  }
+  SUBCASE("a negative data position") {
+    rewrite(path, bad, [](ref::SafeTensorsFile& f) { f.meta["data_pos"] = "-4"; });
+    const std::string e = load_error(c, bad);
+    CHECK(contains(e, bad));
+    CHECK(contains(e, "data_pos"));
+  }
+  SUBCASE("a config that is not JSON") {
+    rewrite(path, bad, [](ref::SafeTensorsFile& f) { f.meta["config"] = "{\"V\": 32,"; });
+    const std::string e = error_of([&] { ref::checkpoint_config(bad); });
+    CHECK(contains(e, bad));
+    CHECK(contains(e, "config"));
+  }
+  SUBCASE("negative or overflowing dimensions in the header") {
+    // Header edits by hand: the writer cannot produce these.
+    std::string bytes = slurp(path);
+    uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    std::string head = bytes.substr(8, n);
+    const std::string key = "\"" + wv + "\": {\"dtype\": \"F32\", \"shape\": [16, 16]";
+    REQUIRE(contains(head, key));
+    for (const char* shape : {"[-16, -16]", "[4294967296, 4294967296]"}) {
+      std::string h = head;
+      std::string k2 = key;
+      k2.replace(k2.find("[16, 16]"), 8, shape);
+      h.replace(h.find(key), key.size(), k2);
+      h.resize(((h.size() + 7) / 8) * 8, ' ');
+      const uint64_t n2 = h.size();
+      spit(bad, std::string(reinterpret_cast<const char*>(&n2), 8) + h + bytes.substr(8 + n));
+      const std::string e = error_of([&] { ref::SafeTensorsFile::read(bad); });
+      CAPTURE(shape);
+      CHECK(contains(e, "tensor '" + wv + "'"));
+      CHECK(contains(e, "shape"));
+    }
+  }
+  std::remove(bad.c_str());
+  std::remove(path.c_str());
+}
