@@ -508,7 +508,8 @@ int main(int argc, char** argv) {
     loader->seek(state.data_pos);
     std::printf("lfmoe: preset %s, backend %s, %zu parameters, V %d C %d L %d (dense %d) E %d K %d S %d F %d T %d\n"
                 "       gate %s, routing %s, balance %s%s, %d x %d x %d tokens per step, %zu train / %zu val tokens\n",
-                o.preset.c_str(), model->backend(), model->table().total, c.V, c.C, c.L, c.n_dense, c.E, c.K, c.S,
+                (o.resume.empty() ? o.preset : "of " + o.resume + " (step " + std::to_string(state.step) + ")").c_str(),
+                model->backend(), model->table().total, c.V, c.C, c.L, c.n_dense, c.E, c.K, c.S,
                 c.F, c.T, name(c.gate), name(c.routing), name(c.balance),
                 c.balance == Balance::lossfree ? (std::string(" (") + name(c.bias_kind) + ", " + name(c.update_rule) +
                                                   ", u " + num(c.bias_rate) + ")").c_str()
