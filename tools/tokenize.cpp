@@ -56,11 +56,15 @@ std::vector<uint32_t> parse_ids(const std::string& text) {
     uint64_t v = 0;
     while (i < n && text[i] >= '0' && text[i] <= '9') {
       v = v * 10 + (uint64_t)(text[i] - '0');
-      if (v > 0xFFFFFFFFull) throw std::runtime_error("id too large at byte " + std::to_string(start));
+      if (v > 0xFFFFFFFFull) throw std::runtime_error("decode input: the id at byte " + std::to_string(start) + " is larger than 2^32-1; give ids of this tokenizer");
       i++;
     }
-    if (i == start || (i < n && !isspace((unsigned char)text[i])))
-      throw std::runtime_error("expected a non-negative integer id at byte " + std::to_string(start));
+    if (i == start || (i < n && !isspace((unsigned char)text[i]))) {
+      size_t end = start;
+      while (end < n && end - start < 20 && !isspace((unsigned char)text[end])) end++;
+      throw std::runtime_error("decode input: '" + text.substr(start, end - start) + "' at byte " + std::to_string(start) +
+                               " is not a token id; give non-negative integers separated by white space");
+    }
     ids.push_back((uint32_t)v);
   }
   return ids;
