@@ -6,11 +6,13 @@
 #   dev/repro.sh table1|fig2|fig4|table2|table3|appc|fig5|leakage|all
 #
 # Environment (defaults in brackets): PRESET [cpu] DATA [data/shards/tok4k] VOCAB [4096]
-# STEPS [400] SEED [1234] BACKEND [cpu] EVAL_BATCHES [50] EXTRA (more flags for every run).
+# STEPS [400] SEED [1234] BACKEND [cpu] EVAL_BATCHES [50] SAVE_EVERY [100] EXTRA (more flags for
+# every run). An interrupted run resumes from its last checkpoint when the target is run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRESET=${PRESET:-cpu}; DATA=${DATA:-data/shards/tok4k}; VOCAB=${VOCAB:-4096}; STEPS=${STEPS:-400}
 SEED=${SEED:-1234}; BACKEND=${BACKEND:-cpu}; EVAL_BATCHES=${EVAL_BATCHES:-50}; EXTRA=${EXTRA:-}
+SAVE_EVERY=${SAVE_EVERY:-100}
 make -s all
 [ -f "$DATA/train.bin" ] || data/build_all.sh
 
@@ -31,11 +33,21 @@ run() {
   if [ -f "$log" ] && tail -n 1 "$log" | grep -q '"type":"eval"'; then
     echo "  $name: done ($log)"
   else
-    rm -f "$log"
-    echo "  $name: $* -> $log"
-    local t0=$SECONDS
-    build/train "${args[@]}" --backend "$BACKEND" --eval-batches "$EVAL_BATCHES" --print-every 100 \
-      --log "$log" --save "$RUNS/$key.ckpt" | tail -n 1
+    local resume=() t0=$SECONDS ck="$RUNS/$key.ckpt" s=""
+    # An interrupted run resumes from its last periodic checkpoint (bitwise identical to a straight
+    # run); its log keeps only the records up to that step.
+    [ -f "$ck" ] && s=$(head -c 65536 "$ck" | grep -a -o '"step": *"[0-9]*"' | grep -o '[0-9]*' | head -n 1)
+    if [ -n "$s" ] && [ -f "$log" ]; then
+      echo "  $name: resuming at step $s ($log)"
+      awk -v s="$s" 'match($0, /"step":[0-9]+/) { if (substr($0, RSTART + 7, RLENGTH - 7) + 0 > s) next } { print }' \
+        "$log" > "$log.tmp" && mv "$log.tmp" "$log"
+      resume=(--resume "$ck")
+    else
+      rm -f "$log"
+      echo "  $name: $* -> $log"
+    fi
+    build/train "${args[@]}" "${resume[@]}" --backend "$BACKEND" --eval-batches "$EVAL_BATCHES" \
+      --print-every 100 --log "$log" --save "$ck" --save-every "$SAVE_EVERY" | tail -n 1
     echo "  $name: $((SECONDS - t0)) s"
   fi
   cp "$log" "$out/logs/$name.jsonl"
