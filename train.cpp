@@ -179,7 +179,7 @@ static std::vector<Flag> make_flags(Options& o, std::vector<std::function<void(C
       // run control
       {"eval-every", "N", "evaluate on the validation split every N steps (and at the end)",
        [&o, I](auto& v) { o.eval_every = I(v); }},
-      {"eval-batches", "N", "limit evaluation to N micro-batches (default: the whole split)",
+      {"eval-batches", "N", "evaluate on N micro-batches of windows drawn across the split (fixed order; default: all)",
        [&o, I](auto& v) { o.eval_batches = I(v); }},
       {"ep-dp", "N", "also log MaxVio_computation-batch for groups of batch*N sequences (steps: the micro-batches of a step; eval: the validation sequences)", [&o, I](auto& v) { o.ep_dp = I(v); }},
       {"print-every", "N", "print a line every N steps when not on a terminal", [&o, I](auto& v) { o.print_every = I(v); }},

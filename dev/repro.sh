@@ -6,13 +6,15 @@
 #   dev/repro.sh table1|fig2|fig4|table2|table3|appc|fig5|leakage|all
 #
 # Environment (defaults in brackets): PRESET [cpu] DATA [data/shards/tok4k] VOCAB [4096]
-# STEPS [400] SEED [1234] BACKEND [cpu] EVAL_BATCHES [50] SAVE_EVERY [100] EXTRA (more flags for
+# STEPS [400] SEED [1234] BACKEND [cpu] EVAL_BATCHES [0: the whole split] SAVE_EVERY [100] EXTRA (more flags for
 # every run). An interrupted run resumes from its last checkpoint when the target is run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRESET=${PRESET:-cpu}; DATA=${DATA:-data/shards/tok4k}; VOCAB=${VOCAB:-4096}; STEPS=${STEPS:-400}
-SEED=${SEED:-1234}; BACKEND=${BACKEND:-cpu}; EVAL_BATCHES=${EVAL_BATCHES:-50}; EXTRA=${EXTRA:-}
+SEED=${SEED:-1234}; BACKEND=${BACKEND:-cpu}; EVAL_BATCHES=${EVAL_BATCHES:-0}; EXTRA=${EXTRA:-}
 SAVE_EVERY=${SAVE_EVERY:-100}
+if [ "$EVAL_BATCHES" -gt 0 ]; then EVAL_WHAT="$EVAL_BATCHES validation batches (a fixed sample of the split)"
+else EVAL_WHAT="the whole validation split"; fi
 make -s all
 [ -f "$DATA/train.bin" ] || data/build_all.sh
 
@@ -65,8 +67,8 @@ table() {  # table OUTDIR logs...: appends the results table of the given runs (
   local out=$1; shift
   build/plot table --out "$out/table.md" "$@"
   { echo "## Results"; echo; cat "$out/table.md"; echo
-    echo "Validation perplexity and MaxVio_global come from the final evaluation ($EVAL_BATCHES validation"
-    echo "batches); MaxVio_batch is the mean over the last 20% of training steps. Logs: \`logs/\`."; echo
+    echo "Validation perplexity and MaxVio_global come from the final evaluation on $EVAL_WHAT;"
+    echo "MaxVio_batch is the mean over the last 20% of training steps. Logs: \`logs/\`."; echo
     if [ -f "$out/discussion.md" ]; then cat "$out/discussion.md"; echo; fi; } >> "$out/report.md"
 }
 
@@ -151,7 +153,7 @@ fig5() {
   declare -A ck
   run $o aux --balance aux --aux-alpha 1e-3; ck[aux]=$RUN_CKPT
   run $o lossfree --balance lossfree --bias-rate 1e-3; ck[lossfree]=$RUN_CKPT
-  { echo "MaxVio_computation-batch on $EVAL_BATCHES validation batches (mean over computation batches and MoE layers):"
+  { echo "MaxVio_computation-batch on $EVAL_WHAT (mean over computation batches and MoE layers):"
     echo; echo "| computation batch (tokens) | aux-loss | loss-free |"; echo "|---|---|---|"; } > $o/table.md
   for d in 1 2 4 8 16 32; do
     local row=""

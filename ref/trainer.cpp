@@ -61,9 +61,14 @@ StepResult train_step(Model& model, Loader& loader, int step, const MicroHook& h
   }
 }
 
+static constexpr uint64_t kEvalSeed = 0x5EED5EED;
+
 EvalResult evaluate(Model& model, const std::vector<uint32_t>& val, int max_batches) {
   const Config& c = model.config();
-  Loader loader(&val, c.B, c.T, 0, /*shuffle=*/false);
+  // Windows in a fixed shuffled order (the same for every run and seed), so that a limited
+  // evaluation (max_batches) is a sample of the whole split rather than its first documents (the
+  // split is stored part by part), and computation batches mix the split like training batches do.
+  Loader loader(&val, c.B, c.T, kEvalSeed, /*shuffle=*/true);
   const uint64_t available = loader.windows() / c.B;
   if (available == 0)
     throw std::runtime_error("validation data holds fewer than B*(T+1) tokens; use more data or a smaller --batch");

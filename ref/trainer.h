@@ -36,8 +36,9 @@ struct EvalResult {
   std::vector<int64_t> seq_counts;  // (n_moe, n_seq, E) loads of each evaluated sequence, in order
   int batches = 0;
 };
-// Mean cross-entropy and summed loads over the validation stream (all windows in order, or the
-// first max_batches micro-batches when max_batches > 0). Never touches the bias or its counts.
+// Mean cross-entropy and summed loads over the validation split: its T-token windows in one fixed
+// shuffled order (independent of the run's seed), all of them, or the first max_batches
+// micro-batches of that order when max_batches > 0. Never touches the bias or its counts.
 EvalResult evaluate(Model& model, const std::vector<uint32_t>& val, int max_batches);
 
 // ---- checkpoints (docs/FORMAT.md) ----

@@ -348,6 +348,42 @@ TEST_CASE("model: eval forward does not count toward the bias") {
   CHECK(bitwise_equal(m->biases(), bias0));  // evaluate never moves the bias
 }
 
+TEST_CASE("evaluate: the whole split in any window order; a limited evaluation samples all of it") {
+  // The validation split is stored part by part, so a limited evaluation that read its first
+  // windows would measure one part. Here the split's first half repeats token 0 and its second half
+  // token V-1, so every window of a half has that half's loss: a prefix of the windows would give
+  // exactly the first half's loss, a sample of the whole split a mix strictly between the two.
+  ref::Config cfg = small_config();
+  std::unique_ptr<ref::Model> m = ref::make_model(cfg);
+  const int W = 64 * cfg.B;  // windows
+  std::vector<uint32_t> val((size_t)W * cfg.T + 1, (uint32_t)cfg.V - 1);
+  std::fill(val.begin(), val.begin() + (size_t)W / 2 * cfg.T, 0u);
+  // Reference: mean cross-entropy of every window, read in order, B windows per micro-batch.
+  double first = 0, second = 0;
+  std::vector<int> in((size_t)cfg.B * cfg.T), tg((size_t)cfg.B * cfg.T);
+  for (int w0 = 0; w0 < W; w0 += cfg.B) {
+    for (int b = 0; b < cfg.B; ++b)
+      for (int t = 0; t < cfg.T; ++t) {
+        in[(size_t)b * cfg.T + t] = (int)val[(size_t)(w0 + b) * cfg.T + t];
+        tg[(size_t)b * cfg.T + t] = (int)val[(size_t)(w0 + b) * cfg.T + t + 1];
+      }
+    const double l = m->forward(ref::MicroBatch{in.data(), tg.data(), nullptr}).loss;
+    (w0 < W / 2 ? first : second) += l / (W / 2 / cfg.B);
+  }
+  const ref::EvalResult all = ref::evaluate(*m, val, 0);
+  CHECK(all.batches == W / cfg.B);
+  CHECK(all.loss == doctest::Approx((first + second) / 2).epsilon(1e-5));
+  int64_t total = 0;
+  for (int64_t c : all.counts) total += c;
+  CHECK(total == (int64_t)cfg.n_moe() * W * cfg.T * cfg.K);  // every token of every window, once
+  const ref::EvalResult part = ref::evaluate(*m, val, W / cfg.B / 2);
+  CHECK(part.batches == W / cfg.B / 2);
+  MESSAGE("first half " << first << ", second half " << second << ", half-size evaluation " << part.loss);
+  REQUIRE(std::fabs(first - second) > 1e-3);  // the halves are distinguishable
+  CHECK(part.loss > std::min(first, second) + 0.1 * std::fabs(first - second));
+  CHECK(part.loss < std::max(first, second) - 0.1 * std::fabs(first - second));
+}
+
 TEST_CASE("model: counts of a step sum over every micro-batch; the bias moves once per optimizer step") {
   for (ref::UpdateRule rule : {ref::UpdateRule::sign, ref::UpdateRule::error}) {
     CAPTURE(ref::name(rule));
