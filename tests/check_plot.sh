@@ -201,7 +201,7 @@ for name, logname, step, n_dense in [("heatmap.svg", "lf1", None, 1), ("heat5.sv
     if group(root, "colorbar") is None: err(f"{name}: no colour bar")
     check_axis_labels(root, name, ["expert", "MoE layer", f"step {e['step']}"])
 
-# table: header, separator, one row per run with the last eval and the tail mean of maxvio_batch
+# table: header, separator, one row per run with the last eval and the tail means of maxvio_batch and loss
 lines = open(f"{tmp}/table.md").read().splitlines()
 if len(lines) != 2 + len(runs): err(f"table.md: {len(lines)} lines, want {2 + len(runs)}")
 else:
@@ -212,7 +212,8 @@ else:
         k = max(1, math.ceil(0.2 * len(steps) - 1e-9))
         want = {"run": label, "step": str(evals[-1]["step"]), "val loss": f"{evals[-1]['val_loss']:.4f}",
                 "val PPL": f"{evals[-1]['val_ppl']:.3f}", "MaxVio_global": f"{evals[-1]['maxvio_global']:.4f}",
-                "MaxVio_batch (last 20%)": f"{sum(r['maxvio_batch'] for r in steps[-k:]) / k:.4f}"}
+                "MaxVio_batch (last 20%)": f"{sum(r['maxvio_batch'] for r in steps[-k:]) / k:.4f}",
+                "train loss (last 20%)": f"{sum(r['loss'] for r in steps[-k:]) / k:.4f}"}
         for kk, v in want.items():
             if row.get(kk) != v: err(f"table.md: {label} column '{kk}' is {row.get(kk)}, want {v}")
 

@@ -49,7 +49,8 @@ const char* kUsage =
     "          [--source eval] take y from the last eval record instead\n"
     "  heatmap                expert load / mean load per MoE layer (rows) and expert (columns), last eval record\n"
     "          [--step N]     use the eval record of step N instead\n"
-    "  table                  markdown table of the last eval of each run (default output: standard output)\n"
+    "  table                  markdown table of each run: its last eval, and train loss and MaxVio_batch averaged\n"
+    "                         over the last 20% of the steps (default output: standard output)\n"
     "\n"
     "FIELD is a record field (loss, aux, lr, grad_norm, tok_s, maxvio_batch, maxvio_cb, val_loss, val_ppl,\n"
     "maxvio_global, ...), one element of a list field (maxvio_layers[0]), or a config field (config.aux_alpha).\n"
@@ -1213,14 +1214,15 @@ std::string md_cell(const std::string& s) {
 int cmd_table(const Options& o) {
   const double frac = o.number("tail", 0.2, 1e-9, 1);
   const std::vector<Run> runs = load_runs(o);
-  const FieldSpec mvb = parse_field("", "maxvio_batch"), mvcb = parse_field("", "maxvio_cb");
+  const FieldSpec mvb = parse_field("", "maxvio_batch"), mvcb = parse_field("", "maxvio_cb"),
+                  loss = parse_field("", "loss");
   bool any_cb = false;
   for (const Run& r : runs) any_cb |= !r.steps.empty() && tail_value(r, mvcb, frac).kind == Value::Number;
   const std::string pct = fmt_num(frac * 100) + "%";
   std::ostringstream t;
-  t << "| run | balance | step | val loss | val PPL | MaxVio_global | MaxVio_batch (last " << pct << ")"
-    << (any_cb ? " | MaxVio_cb (last " + pct + ")" : "") << " |\n"
-    << "|---|---|---:|---:|---:|---:|---:|" << (any_cb ? "---:|" : "") << "\n";
+  t << "| run | balance | step | train loss (last " << pct << ") | val loss | val PPL | MaxVio_global | MaxVio_batch (last "
+    << pct << ")" << (any_cb ? " | MaxVio_cb (last " + pct + ")" : "") << " |\n"
+    << "|---|---|---:|---:|---:|---:|---:|---:|" << (any_cb ? "---:|" : "") << "\n";
   auto cell = [](const json::Value* v, const char* f) {
     return v && v->is(json::Value::Number) ? fmt(f, v->num) : std::string("n/a");
   };
@@ -1234,7 +1236,8 @@ int cmd_table(const Options& o) {
       return v.kind == Value::Number && std::isfinite(v.num) ? fmt("%.4f", v.num) : std::string("n/a");
     };
     t << "| " << md_cell(r.label) << " | " << md_cell(describe_balance(r.config)) << " | "
-      << (e ? std::to_string(e->step) : "n/a") << " | " << cell(e ? e->v.find("val_loss") : nullptr, "%.4f") << " | "
+      << (e ? std::to_string(e->step) : "n/a") << " | " << tail(loss) << " | "
+      << cell(e ? e->v.find("val_loss") : nullptr, "%.4f") << " | "
       << cell(e ? e->v.find("val_ppl") : nullptr, "%.3f") << " | "
       << cell(e ? e->v.find("maxvio_global") : nullptr, "%.4f") << " | " << tail(mvb) << " |"
       << (any_cb ? " " + tail(mvcb) + " |" : "") << "\n";
