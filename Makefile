@@ -1,6 +1,6 @@
 # lfmoe — the primary build. `make` builds the trainer; `make test` installs the test dependencies
 # (Debian packages, npm oracles) and runs every test; `make help` lists the targets.
-# The reference is plain IEEE fp32: never add -ffast-math / -Ofast here.
+# The reference is plain IEEE fp32: never add fast-math or other value-changing optimisation flags here.
 
 CXX      ?= g++
 BUILD    := build

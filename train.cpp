@@ -314,12 +314,8 @@ static std::unique_ptr<Model> make_backend_model(const std::string& backend, con
 // Numbers are written in the shortest form that reads back to the same bits, so that logs of two
 // runs can be compared exactly (resume tests) and nothing is lost to rounding. JSON has no NaN or
 // Inf: they are written as null.
-static std::string num(double x) {
-  if (!std::isfinite(x)) return "null";
-  char buf[64];
-  return std::string(buf, std::to_chars(buf, buf + sizeof buf, x).ptr);
-}
-static std::string num(float x) {
+template <typename X>  // float or double: the shortest text of that type's value
+static std::string num(X x) {
   if (!std::isfinite(x)) return "null";
   char buf[64];
   return std::string(buf, std::to_chars(buf, buf + sizeof buf, x).ptr);
@@ -515,7 +511,8 @@ int main(int argc, char** argv) {
                                                   ", u " + num(c.bias_rate) + ")").c_str()
                 : c.balance == Balance::aux ? (" (alpha " + num(c.aux_alpha) + ")").c_str() : "",
                 c.grad_accum, c.B, c.T, train.tokens.size(), val.tokens.size());
-    if (o.ep_dp > c.grad_accum)
+    const int last = o.stop_after > 0 ? std::min(c.steps, o.stop_after) : c.steps;  // --stop-after: an interruption
+    if (o.ep_dp > c.grad_accum && state.step < last)  // (an evaluation-only call groups validation sequences)
       std::fprintf(stderr, "train: warning: --ep-dp %d groups %d micro-batches into a computation batch, but a step has "
                            "only %d (--grad-accum): step records get maxvio_cb null; evaluations group the validation "
                            "sequences instead\n", o.ep_dp, o.ep_dp, c.grad_accum);
@@ -560,7 +557,6 @@ int main(int argc, char** argv) {
         log << "}\n" << std::flush;
       }
     };
-    const int last = o.stop_after > 0 ? std::min(c.steps, o.stop_after) : c.steps;  // --stop-after: an interruption
     for (int step = state.step; step < last; ++step) {
       const auto t0 = std::chrono::steady_clock::now();
       std::vector<int64_t> seq_counts;  // (sequences of the step, n_moe, E) for the computation-batch metric

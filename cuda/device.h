@@ -37,7 +37,8 @@ void* workspace(size_t bytes);
 // update uses the bad values (ref throws at the router itself, the GPU at the end of that forward).
 // Costs one 32-byte copy per forward; no extra host round-trip per layer.
 enum DeviceError { kErrScore = 0, kErrBias, kErrNormTopk, kErrExpertChoice, kNumDeviceErrors };
-// Device array of 2 ints per DeviceError: [2k] first (lowest) index seen (INT_MAX: none), [2k+1] count.
+// Device array of 2 ints per DeviceError: [2k] first (lowest) index seen (INT_MAX: none; kErrExpertChoice:
+// the assignment total), [2k+1] count.
 int* device_errors();
 // Throws std::runtime_error naming the first recorded error (and clears the record), or returns.
 void raise_device_errors();

@@ -9,11 +9,11 @@
 //    exactly: keys are compared with ties broken by index, loads are int64 and compared in integers;
 //  - routing and metrics are O(N*E*K) and run serially, so that bad input (a NaN score, a bad
 //    chunk size) can be reported with a clear exception where it is found. The experts, which do
-//    the real work, run in parallel.
+//    the real work, run one after another, each as parallel GEMMs (ref/ops.h).
 #include "ref/moe.h"
 #include "ref/ops.h"  // matmul_forward, matmul_backward: the experts' GEMMs
 
-#include <algorithm>  // std::max, std::partial_sort, std::upper_bound
+#include <algorithm>  // std::max, std::partial_sort, std::copy_n, std::fill_n
 #include <cmath>      // std::exp, std::isnan, std::isfinite
 #include <cstddef>    // size_t
 #include <cstdint>    // int64_t, INT64_MAX
@@ -349,9 +349,7 @@ void experts_backward(T* dx, T* dw1, T* dw3, T* dw2, T* scratch, const T* dy, co
       d3[i] = dact * a * sg;
     }
     // 3. through W1 and W3: dx_e = dh1 W1 + dh3 W3; dW1 += dh1^T x_e; dW3 += dh3^T x_e
-    if (dx) {
-      dxe.assign((size_t)n * C, T(0));
-    }
+    if (dx) dxe.assign((size_t)n * C, T(0));
     matmul_backward(dx ? dxe.data() : nullptr, dw1 ? dw1 + (size_t)e * F * C : nullptr, d1, xe.data(),
                     w1 + (size_t)e * F * C, n, C, F);
     matmul_backward(dx ? dxe.data() : nullptr, dw3 ? dw3 + (size_t)e * F * C : nullptr, d3, xe.data(),

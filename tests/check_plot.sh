@@ -9,7 +9,8 @@
 #  - bars: one rect per (label, category), its top at the mean of the last 20% of the step records;
 #  - heatmap: one cell per (MoE layer, expert) whose tooltip holds the logged load, rows labelled
 #    with the model's layer index;
-#  - table: one markdown row per run with the last eval's values and the tail mean of MaxVio_batch;
+#  - table: one markdown row per run with the last eval's values and the tail means of the training
+#    loss and MaxVio_batch;
 #  - axis labels and titles present.
 # Then bad input: a missing file, a line that is not JSON, an unknown field/chart/option, a
 # heatmap without eval records, an unwritable output: exit 1 and a message naming the problem.

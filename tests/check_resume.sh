@@ -70,7 +70,9 @@ for s in range(1, n_steps + 1):
             print(f"  step {s}: {f} differs: straight {a.get(f)} vs resumed {b.get(f)}"); bad += 1
 evals = [k for k in straight if k[0] == "eval"]
 for k in evals:
-    if k in halves and straight[k] != halves[k]:
+    if k not in halves:
+        print(f"  eval at step {k[1]}: missing from the resumed logs"); bad += 1
+    elif straight[k] != halves[k]:
         print(f"  eval at step {k[1]} differs"); bad += 1
 if len(evals) < 3: print(f"  expected >= 3 eval records in the straight log, got {len(evals)}"); bad += 1
 print(f"  logs: {n_steps} step records and {len(evals)} evals compared, {bad} differences")

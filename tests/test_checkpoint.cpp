@@ -157,15 +157,12 @@ TEST_CASE("checkpoint: a file cut at any length is refused, naming the file") {
   for (size_t n = header; n < header + 8 + 64; ++n) lengths.push_back(n);
   for (size_t n = header + 8 + 64; n < bytes.size(); n += 997) lengths.push_back(n);
   lengths.push_back(bytes.size() - 1);
-  int refused = 0;
   for (size_t n : lengths) {
     spit(cut, bytes.substr(0, n));
     std::unique_ptr<ref::Model> m = ref::make_model(c);
     const std::string e = error_of([&] { ref::load_checkpoint(cut, *m); });
-    refused += contains(e, cut + ": ");
     if (!contains(e, cut + ": ")) FAIL_CHECK("cut at " << n << " of " << bytes.size() << " bytes: '" << e << "'");
   }
-  CHECK(refused == (int)lengths.size());
   std::remove(cut.c_str());
   std::remove(path.c_str());
 }

@@ -23,6 +23,7 @@
 #include "ref/model.h"                 // ref::make_model, ref::make_model_double
 #include "ref/trainer.h"               // train_step
 #include "tests/cuda/model_compare.h"  // the harness
+#include "tests/test_util.h"           // error_of
 
 namespace {
 
@@ -70,26 +71,20 @@ struct TempDir {
   }
 };
 
+mc::NamedConfig config_named(const std::string& name) {
+  for (const mc::NamedConfig& nc : mc::model_configs())
+    if (nc.name == name) return nc;
+  throw std::runtime_error("no model config named '" + name + "'");
+}
+
 void checkpoints(const mc::Factory& test_backend) {
-  const std::vector<mc::NamedConfig> cfgs = mc::model_configs();
   for (const char* name : {"sigmoid lossfree mul error", "softmax aux per sequence"}) {
-    for (const mc::NamedConfig& nc : cfgs) {
-      if (nc.name != name) continue;
-      TempDir dir;
-      judge(std::string("checkpoint round trip: ") + name, mc::checkpoint_roundtrip(nc.cfg, test_backend, data_for(nc.cfg), dir.path));
-    }
+    const mc::NamedConfig nc = config_named(name);
+    TempDir dir;
+    judge(std::string("checkpoint round trip: ") + name, mc::checkpoint_roundtrip(nc.cfg, test_backend, data_for(nc.cfg), dir.path));
   }
 }
 
-// The message of what `f` throws ("" when it does not throw).
-template <typename F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // One forward+backward of a fresh micro-batch of `c` on `m`.
 ref::ForwardStats one_micro_batch(ref::Model& m, const ref::Config& c) {
@@ -200,12 +195,6 @@ class FaultyModel final : public ref::Model {
   std::unique_ptr<ref::Model> m_;
   Fault f_;
 };
-
-mc::NamedConfig config_named(const std::string& name) {
-  for (const mc::NamedConfig& nc : mc::model_configs())
-    if (nc.name == name) return nc;
-  throw std::runtime_error("no model config named '" + name + "'");
-}
 
 }  // namespace
 
