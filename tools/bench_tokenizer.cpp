@@ -5,8 +5,8 @@
 // Two ways of encoding the same bytes:
 //   text  the whole file as one string (one encode call);
 //   docs  the file split into documents at the corpus' separator lines ("\x1e\n", data/README.md),
-//         one encode call per document, documents split at the corpus separator lines as in
-//         build/make_shards (more leniently: text after the last separator is one more document).
+//         one encode call per document, as build/make_shards does (but more leniently: text
+//         after the last separator is one more document, where make_shards refuses it).
 // Each is timed on a freshly loaded tokenizer (empty pre-token cache: "first") and then
 // --repeat more times ("best" = the fastest). Load time is not included. Prints one TSV row per
 // measurement (impl, what, MB, tokens, seconds, MB/s) and an FNV-1a hash of the ids, so that
