@@ -49,7 +49,8 @@ else
   CUDA_MSG   := CUDA: no (CPU only; install the CUDA Toolkit for the GPU backend)
 endif
 
-REF_SRC   := $(wildcard ref/*.cpp)
+REF_SRC   := $(wildcard ref/*.cpp ref/text/*.cpp ref/io/*.cpp)
+REF_HDR   := $(wildcard ref/*.h ref/text/*.h ref/io/*.h)
 REF_OBJ   := $(REF_SRC:%.cpp=$(BUILD)/%.o)
 LIB       := $(BUILD)/liblfmoe.a
 TOOLS     := $(patsubst tools/%.cpp,$(BUILD)/%,$(wildcard tools/*.cpp))
@@ -78,11 +79,11 @@ help:
 FLAGS_STAMP := $(BUILD)/.flags
 $(shell mkdir -p $(BUILD); echo '$(CXX) $(CXXFLAGS) $(NVCCFLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CXX) $(CXXFLAGS) $(NVCCFLAGS)' > $(FLAGS_STAMP))
 
-$(BUILD)/%.o: %.cpp $(wildcard ref/*.h) $(wildcard tests/*.h) $(FLAGS_STAMP)
+$(BUILD)/%.o: %.cpp $(REF_HDR) $(wildcard tests/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/cuda/%.o: cuda/%.cu $(wildcard ref/*.h) $(wildcard cuda/*.h) $(FLAGS_STAMP)
+$(BUILD)/cuda/%.o: cuda/%.cu $(REF_HDR) $(wildcard cuda/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 

@@ -27,16 +27,16 @@
 #include <unistd.h>   // isatty
 #include <vector>     // std::vector
 
-#include "ref/config.h"       // Config, presets, validate
-#include "ref/data.h"         // load_tokens, Loader
-#include "ref/json.h"         // json::quote
-#include "ref/metrics.h"      // maxvio_per_layer, bias_stats
-#include "ref/model.h"        // Model
-#include "ref/moe.h"          // maxvio
-#include "ref/rng.h"          // Rng (sampling)
-#include "ref/safetensors.h"  // SafeTensorsWriter (dumps)
-#include "ref/tokenizer.h"    // Tokenizer (sampling, prompts)
-#include "ref/trainer.h"      // train_step, evaluate, checkpoints
+#include "ref/config.h"          // Config, presets, validate
+#include "ref/data.h"            // load_tokens, Loader
+#include "ref/io/json.h"         // json::quote
+#include "ref/metrics.h"         // maxvio_per_layer, bias_stats
+#include "ref/model.h"           // Model
+#include "ref/moe.h"             // maxvio
+#include "ref/rng.h"             // Rng (sampling)
+#include "ref/io/safetensors.h"  // SafeTensorsWriter (dumps)
+#include "ref/text/tokenizer.h"  // Tokenizer (sampling, prompts)
+#include "ref/trainer.h"         // train_step, evaluate, checkpoints
 #ifdef _OPENMP
 #include <omp.h>  // omp_set_num_threads
 #endif

@@ -5,7 +5,7 @@
 #include <sstream>    // std::ostringstream
 #include <stdexcept>  // std::runtime_error
 
-#include "ref/json.h"  // json::parse, json::quote
+#include "ref/io/json.h"  // json::parse, json::quote
 
 namespace ref {
 

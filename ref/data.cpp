@@ -7,7 +7,7 @@
 #include <stdexcept>  // std::runtime_error
 
 #include "ref/rng.h"    // Rng
-#include "ref/shard.h"  // read_shard, kShardMagic
+#include "ref/io/shard.h"  // read_shard, kShardMagic
 
 namespace ref {
 

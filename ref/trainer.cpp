@@ -10,7 +10,7 @@
 
 #include "ref/metrics.h"      // maxvio_per_layer
 #include "ref/rng.h"          // Rng
-#include "ref/safetensors.h"  // SafeTensorsWriter, SafeTensorsFile
+#include "ref/io/safetensors.h"  // SafeTensorsWriter, SafeTensorsFile
 
 namespace ref {
 

@@ -53,7 +53,7 @@ read -r -a CXXFLAGS <<< "$(echo "$MK_CXXFLAGS" | sed -E 's/(^| )-O[0-9s]( |$)/ -
 read -r -a LDLIBS <<< "$MK_LDLIBS"
 stamp="$OBJ/.flags"
 echo "$MK_CXX ${CXXFLAGS[*]}" | cmp -s - "$stamp" 2>/dev/null || echo "$MK_CXX ${CXXFLAGS[*]}" > "$stamp"
-headers=$(ls cuda/*.h ref/*.h tests/*.h tests/cuda/*.h 2>/dev/null)
+headers=$(ls cuda/*.h ref/*.h ref/io/*.h ref/text/*.h tests/*.h tests/cuda/*.h 2>/dev/null)
 stale() {  # stale OUTPUT INPUT...: OUTPUT missing or older than an input
   local out=$1; shift
   [ -f "$out" ] || return 0

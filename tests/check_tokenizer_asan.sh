@@ -14,8 +14,8 @@ OUT=build/asan
 mkdir -p "$OUT"
 
 # --- build ------------------------------------------------------------------------------------
-LIB_SRCS="ref/json.cpp ref/regex.cpp ref/tokenizer.cpp ref/unicode_tables.cpp ref/bpe_train.cpp ref/shard.cpp"
-HDRS="ref/json.h ref/regex.h ref/tokenizer.h ref/unicode_tables.h ref/bpe_train.h ref/shard.h"
+LIB_SRCS="ref/io/json.cpp ref/text/regex.cpp ref/text/tokenizer.cpp ref/text/unicode_tables.cpp ref/text/bpe_train.cpp ref/io/shard.cpp"
+HDRS="ref/io/json.h ref/text/regex.h ref/text/tokenizer.h ref/text/unicode_tables.h ref/text/bpe_train.h ref/io/shard.h"
 # -fno-sanitize-recover: any UB report aborts, so it cannot go unnoticed. No OpenMP: the pragmas
 # are ignored and the code runs single-threaded (libgomp is not instrumented).
 FLAGS="-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -Wno-unknown-pragmas -I."

@@ -37,7 +37,7 @@ trap 'rm -rf "$TMP"' EXIT
 
 # tool NAME SOURCES...: prints build/NAME if it is newer than all its sources, else builds a
 # private copy in $TMP (so a stale or half-built build/ never hides a change under test).
-TOK_SRCS="ref/json.cpp ref/regex.cpp ref/tokenizer.cpp ref/unicode_tables.cpp ref/json.h ref/regex.h ref/tokenizer.h ref/unicode_tables.h"
+TOK_SRCS="ref/io/json.cpp ref/text/regex.cpp ref/text/tokenizer.cpp ref/text/unicode_tables.cpp ref/io/json.h ref/text/regex.h ref/text/tokenizer.h ref/text/unicode_tables.h"
 tool() {
   local name=$1 f; shift
   local bin=build/$name stale=0
@@ -51,7 +51,7 @@ tool() {
   echo "$bin"
 }
 BIN=$(tool tokenize $TOK_SRCS tools/tokenize.cpp) || { echo "FAIL: could not build the tokenize CLI"; exit 1; }
-TRAIN=$(tool bpe_train $TOK_SRCS ref/bpe_train.cpp ref/bpe_train.h tools/bpe_train.cpp) || { echo "FAIL: could not build bpe_train"; exit 1; }
+TRAIN=$(tool bpe_train $TOK_SRCS ref/text/bpe_train.cpp ref/text/bpe_train.h tools/bpe_train.cpp) || { echo "FAIL: could not build bpe_train"; exit 1; }
 
 # A tokenizer trained by us on the committed corpus slices, with the product settings.
 "$TRAIN" --quiet --vocab-size 2048 --out "$TMP/fixtures_bpe2048.json" data/fixtures/*.txt >/dev/null ||

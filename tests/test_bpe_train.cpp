@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "ref/bpe_train.h"
-#include "ref/json.h"
-#include "ref/tokenizer.h"
+#include "ref/text/bpe_train.h"
+#include "ref/io/json.h"
+#include "ref/text/tokenizer.h"
 
 namespace {
 

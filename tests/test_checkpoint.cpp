@@ -1,4 +1,4 @@
-// test_checkpoint.cpp — checkpoints (ref/trainer.h, ref/safetensors.h) in-process:
+// test_checkpoint.cpp — checkpoints (ref/trainer.h, ref/io/safetensors.h) in-process:
 //   save then load restores every piece of training state bit for bit, and the next step after a
 //   load equals the next step without one; a file cut at any length, or with any header byte
 //   changed, is refused with a runtime_error naming the file (never a crash, never a silent load
@@ -22,7 +22,7 @@
 #include "ref/data.h"         // Loader
 #include "ref/model.h"        // Model, make_model, Arena
 #include "ref/rng.h"          // Rng
-#include "ref/safetensors.h"  // SafeTensorsFile, SafeTensorsWriter
+#include "ref/io/safetensors.h"  // SafeTensorsFile, SafeTensorsWriter
 #include "ref/tensors.h"      // bias_name
 #include "ref/trainer.h"      // train_step, save_checkpoint, load_checkpoint
 

@@ -36,7 +36,7 @@
 #include "ref/moe.h"          // what model_impl.h calls: router, experts, aux loss, bias_update
 #include "ref/ops.h"          // what model_impl.h calls: dense ops
 #include "ref/rng.h"          // Rng
-#include "ref/safetensors.h"  // SafeTensorsFile, SafeTensorsWriter
+#include "ref/io/safetensors.h"  // SafeTensorsFile, SafeTensorsWriter
 #include "ref/tensors.h"      // TensorTable, bias_name
 #include "ref/trainer.h"      // train_step, evaluate, save/load_checkpoint, chunk_order
 

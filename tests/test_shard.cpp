@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "ref/shard.h"
+#include "ref/io/shard.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// test_tokenizer.cpp — doctest suite for ref/json and ref/tokenizer.
+// test_tokenizer.cpp — doctest suite for ref/io/json and ref/text/tokenizer.
 // Hand-computed cases only; the comparison with HuggingFace tokenizers is tests/check_tokenizer_hf.sh.
 #include <doctest/doctest.h>  // TEST_CASE, CHECK, REQUIRE
 
@@ -6,7 +6,7 @@
 #include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
 
-#include "ref/json.h"
+#include "ref/io/json.h"
 
 // Returns the message of the exception fn throws, or "" if it does not throw.
 template <class F>
@@ -77,8 +77,8 @@ TEST_CASE("json: quote escapes and round-trips") {
 #include <random>  // std::mt19937
 #include <thread>  // std::thread
 
-#include "ref/regex.h"
-#include "ref/tokenizer.h"
+#include "ref/text/regex.h"
+#include "ref/text/tokenizer.h"
 
 namespace {
 

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "ref/tokenizer.h"  // Tokenizer
+#include "ref/text/tokenizer.h"  // Tokenizer
 
 namespace {
 

@@ -3,7 +3,7 @@
 //   build/bpe_train --vocab-size 32064 --out data/tok32k/tokenizer.json data/corpus/*.txt
 //
 // Files are read line by line (as HF's tokenizer.train(files) does); lines holding only the
-// corpus' document separator (0x1E) are skipped. See ref/bpe_train.h for the algorithm.
+// corpus' document separator (0x1E) are skipped. See ref/text/bpe_train.h for the algorithm.
 #include <algorithm>  // max
 #include <chrono>     // steady_clock
 #include <cstdio>     // printf, fprintf
@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "ref/bpe_train.h"  // count_words_in_files, train_bpe, write_tokenizer_json
-#include "ref/tokenizer.h"  // Tokenizer (for --verify)
+#include "ref/text/bpe_train.h"  // count_words_in_files, train_bpe, write_tokenizer_json
+#include "ref/text/tokenizer.h"  // Tokenizer (for --verify)
 
 namespace {
 

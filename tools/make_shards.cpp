@@ -1,4 +1,4 @@
-// make_shards — encodes corpus parts into train/val token shards (llm.c layout, ref/shard.h).
+// make_shards — encodes corpus parts into train/val token shards (llm.c layout, ref/io/shard.h).
 //
 //   build/make_shards --tokenizer data/tok32k/tokenizer.json --out-dir data/shards/tok32k data/corpus/*.txt
 //   build/make_shards --check --tokenizer T --out-dir D     (exit 0 iff the shards there are valid)
@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "ref/shard.h"      // write_shard, read_shard
-#include "ref/tokenizer.h"  // Tokenizer
+#include "ref/io/shard.h"        // write_shard, read_shard
+#include "ref/text/tokenizer.h"  // Tokenizer
 
 namespace {
 

@@ -1,5 +1,5 @@
 // plot.cpp — charts from the trainer's JSONL logs (`train --log FILE`): standalone SVG 1.1 files and
-// a markdown table, using nothing but the standard library and ref/json.h.
+// a markdown table, using nothing but the standard library and ref/io/json.h.
 //
 //   build/plot lines   --y FIELD [--smooth N] [--logy] [--source step|eval] --out F.svg RUN...
 //   build/plot scatter --x FIELD --y FIELD [--logx] [--logy] --out F.svg RUN...
@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "ref/json.h"
+#include "ref/io/json.h"
 
 namespace {
 

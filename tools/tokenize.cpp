@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "ref/json.h"
-#include "ref/tokenizer.h"
+#include "ref/io/json.h"
+#include "ref/text/tokenizer.h"
 
 namespace {
 

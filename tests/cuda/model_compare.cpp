@@ -8,7 +8,7 @@
 #include <sstream>    // std::ostringstream
 
 #include "ref/data.h"         // Loader
-#include "ref/safetensors.h"  // SafeTensorsFile (the checkpoint's metadata)
+#include "ref/io/safetensors.h"  // SafeTensorsFile (the checkpoint's metadata)
 #include "ref/trainer.h"      // train_step, chunk_order, save_checkpoint, load_checkpoint
 
 namespace mc {

@@ -1,5 +1,5 @@
 // shard.cpp — reading and writing llm.c-style token shards (see shard.h for the layout).
-#include "ref/shard.h"
+#include "ref/io/shard.h"
 
 #include <cerrno>      // errno
 #include <cstdio>      // FILE, fopen, fread, fwrite, fflush, fileno, rename

@@ -6,14 +6,14 @@
 // higher-priority one, so the first kMatch reached is the match Perl/Oniguruma would report.
 // Look-aheads and atomic groups run a sub-program to its first match without leaving
 // backtrack entries behind, which is exactly what makes them "atomic".
-#include "ref/regex.h"
+#include "ref/text/regex.h"
 
 #include <algorithm>      // std::search, std::upper_bound
 #include <memory>         // std::unique_ptr
 #include <stdexcept>      // std::runtime_error
 #include <unordered_map>  // fold orbits
 
-#include "ref/unicode_tables.h"
+#include "ref/text/unicode_tables.h"
 
 namespace ref {
 

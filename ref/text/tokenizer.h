@@ -21,7 +21,7 @@
 #include <unordered_map>  // vocab and merge maps
 #include <vector>         // std::vector
 
-#include "ref/regex.h"
+#include "ref/text/regex.h"
 
 namespace ref {
 

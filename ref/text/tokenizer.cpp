@@ -3,7 +3,7 @@
 // Each step below mirrors one component of HuggingFace `tokenizers` (AddedVocabulary,
 // pre_tokenizers::{ByteLevel, Split, Digits, Sequence}, models::bpe, decoders::ByteLevel); the
 // comments say which behaviour of the original each piece reproduces and why it matters for ids.
-#include "ref/tokenizer.h"
+#include "ref/text/tokenizer.h"
 
 #include <algorithm>   // std::max, std::sort
 #include <atomic>      // serial numbers for the per-thread caches
@@ -12,8 +12,8 @@
 #include <sstream>     // std::ostringstream
 #include <stdexcept>   // std::runtime_error
 
-#include "ref/json.h"
-#include "ref/unicode_tables.h"
+#include "ref/io/json.h"
+#include "ref/text/unicode_tables.h"
 
 namespace ref {
 

@@ -1,5 +1,5 @@
 // json.cpp — strict recursive-descent JSON parser; see json.h.
-#include "ref/json.h"
+#include "ref/io/json.h"
 
 #include <cerrno>     // errno, ERANGE
 #include <cmath>      // std::floor, std::isfinite

@@ -1,5 +1,5 @@
 // safetensors.cpp — see safetensors.h.
-#include "ref/safetensors.h"
+#include "ref/io/safetensors.h"
 
 #include <cerrno>     // errno
 #include <cstdint>    // SIZE_MAX
@@ -10,7 +10,7 @@
 #include <stdexcept>  // std::runtime_error
 #include <unistd.h>   // fsync, fileno
 
-#include "ref/json.h"  // json::parse, json::quote
+#include "ref/io/json.h"  // json::parse, json::quote
 
 namespace ref {
 

@@ -1,5 +1,5 @@
 // bpe_train.cpp — byte-level BPE training (see bpe_train.h for the algorithm and its HF quirks).
-#include "ref/bpe_train.h"
+#include "ref/text/bpe_train.h"
 
 #include <algorithm>   // sort, push_heap, pop_heap
 #include <cerrno>      // errno
@@ -12,8 +12,8 @@
 #include <omp.h>       // omp_get_max_threads, omp_get_thread_num (the build may also be OPENMP=0)
 #endif
 
-#include "ref/json.h"       // json::quote
-#include "ref/tokenizer.h"  // gpt2_pretokenize, bytelevel_alphabet
+#include "ref/io/json.h"         // json::quote
+#include "ref/text/tokenizer.h"  // gpt2_pretokenize, bytelevel_alphabet
 
 namespace ref {
 
