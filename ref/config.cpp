@@ -98,7 +98,7 @@ Config preset(const std::string& name) {
     c.lr = 1e-3f; c.lr_min = 1e-4f;
     return c;
   }
-  if (name == "paper-1b" || name == "paper-3b") {  // PAPER.md Appendix A/B
+  if (name == "paper-1b" || name == "paper-3b") {  // the paper's Appendix A/B (docs/MODEL.md section 10)
     const bool big = name == "paper-3b";
     c.V = 32064; c.C = big ? 1280 : 1024; c.H = big ? 10 : 8; c.L = big ? 12 : 10; c.n_dense = 1;
     c.Fd = big ? 3413 : 2731;  // 8/3 * C, the dense FFN the experts are cut from

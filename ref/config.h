@@ -15,7 +15,7 @@ enum class UpdateRule { sign, error };                // b += u*sign(e), or b +=
 enum class Schedule { cosine, multistep };
 
 struct Config {
-  // ---- model shape (names as in DESIGN.md section 3) ----
+  // ---- model shape (symbols as in docs/MODEL.md section 1) ----
   int V = 256;        // vocab
   int C = 64;         // model width
   int H = 4;          // heads (head dim C/H, must be even for RoPE)

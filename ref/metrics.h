@@ -1,4 +1,4 @@
-// metrics.h — load-balance metrics from integer expert counts (DESIGN.md section 3, Metrics).
+// metrics.h — load-balance metrics from integer expert counts (docs/MODEL.md section 8).
 #pragma once
 #include <cstdint>  // int64_t
 #include <vector>   // std::vector

@@ -1,6 +1,6 @@
 // ops.cpp — the dense ops of ref/ops.h on the CPU, forward and backward.
 //
-// Numerics (see DESIGN.md section 4):
+// Numerics (docs/MODEL.md section 9):
 //  - plain IEEE arithmetic in T (float for training, double for gradient checks), no fast-math;
 //  - dot products (matmul, attention scores and weighted sums) accumulate in T, as a GEMM would,
 //    in a fixed order (increasing index), so the reference is what a careful fp32 kernel computes;

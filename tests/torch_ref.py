@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """torch_ref.py -- an independent PyTorch reference for lfmoe dump files.
 
-Written from the math in DESIGN.md section 3 and docs/FORMAT.md only (nothing is imported from the
+Written from the math in docs/MODEL.md and docs/FORMAT.md only (nothing is imported from the
 C++ side). It rebuilds the model in float64 from a dump's `init/*` tensors, recomputes what lfmoe
 recorded and compares:
 
