@@ -79,7 +79,12 @@ help:
 FLAGS_STAMP := $(BUILD)/.flags
 $(shell mkdir -p $(BUILD); echo '$(CXX) $(CXXFLAGS) $(NVCCFLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CXX) $(CXXFLAGS) $(NVCCFLAGS)' > $(FLAGS_STAMP))
 
-$(BUILD)/%.o: %.cpp $(REF_HDR) $(wildcard tests/*.h) $(FLAGS_STAMP)
+$(BUILD)/%.o: %.cpp $(REF_HDR) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+# the test files also include the tests' own headers (a change there rebuilds the tests only)
+$(BUILD)/tests/%.o: tests/%.cpp $(REF_HDR) $(wildcard tests/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 

@@ -12,12 +12,23 @@ const { Tokenizer } = require(path.join(__dirname, '..', 'tests', 'tokenizer_ora
 const [tokPath, textPath, repeatArg] = process.argv.slice(2);
 const repeat = Math.max(1, parseInt(repeatArg || '3', 10));
 const text = fs.readFileSync(textPath, 'utf8');
-const docs = [];
-for (let begin = 0; begin < text.length;) {  // same split as bench_tokenizer.cpp
-  const sep = text.indexOf('\n\x1e\n', begin);
-  if (sep < 0) { docs.push(text.slice(begin)); break; }
-  docs.push(text.slice(begin, sep + 1));
-  begin = sep + 3;
+const docs = splitDocuments(text);
+
+// The documents of `text`, split at separator lines (lines holding only 0x1E, data/README.md): a
+// copy of ref::split_documents(text, path, TrailingText::document) (ref/text/corpus.cpp), which
+// build/bench_tokenizer uses. They must stay equal, or the two sides encode different documents and
+// dev/bench_tokenizer.sh's id check fails. Each document keeps its final '\n'; empty documents are
+// dropped; text after the last separator line is one more document.
+function splitDocuments(text) {
+  const docs = [];
+  for (let begin = 0; begin < text.length;) {
+    let sep = text.indexOf('\x1e\n', begin);  // a separator only at a line start (begin is one)
+    while (sep >= 0 && sep !== begin && text[sep - 1] !== '\n') sep = text.indexOf('\x1e\n', sep + 1);
+    if (sep < 0) { docs.push(text.slice(begin)); break; }
+    if (sep > begin) docs.push(text.slice(begin, sep));
+    begin = sep + 2;
+  }
+  return docs;
 }
 
 function fnv1a(ids) {  // 64-bit FNV-1a over the ids, as in bench_tokenizer.cpp

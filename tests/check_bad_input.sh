@@ -7,19 +7,14 @@
 # presets, bad numbers (abc, nan, inf, out of range, trailing junk, negative seed), bad paths for
 # --save and --log, and a run that diverges (--lr 1e30): it stops naming the step, and an earlier
 # checkpoint stays as it was.
-set -u
-cd "$(dirname "$0")/.." || exit 1
-PY=/usr/bin/python3
-BUILD=${BUILD:-build}  # another build directory (make BUILD=DIR) can be tested with BUILD=DIR
-make -s BUILD="$BUILD" "$BUILD/train" >/dev/null || { echo "FAIL: make $BUILD/train failed"; exit 1; }
-DATA=tests/fixtures/tiny.txt
-[ -f "$DATA" ] || { echo "FAIL: $DATA missing (the raw-byte training fixture)"; exit 1; }
-export OMP_WAIT_POLICY=PASSIVE
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
-fail=0; n=0
-bad() { echo "FAIL: $*"; fail=1; }
+. "$(dirname "$0")/lib.sh"  # set -u, the repository root, PY, BUILD, require_built, bad, ...
+require_built "$BUILD/train"
+require_tiny_data
+passive_threads
+make_tmp
+n=0
 
-# Shards written here by an independent writer (the llm.c layout of DESIGN.md: 256 int32 header
+# Shards written here by an independent writer (the llm.c layout of docs/FORMAT.md: 256 int32 header
 # with magic 20240520, version, count; then uint16 tokens), damaged on purpose.
 $PY - "$TMP" <<'EOF'
 import struct, sys, os

@@ -5,8 +5,7 @@
 #   if data/corpus exists:   every part, MANIFEST (versions recorded, byte/document counts true)
 #   if data/shards/* exist:  header, size, token range, EOT layout and stats.tsv of every shard pair
 # Independent of the C++ code: python3 reads the files itself.
-set -u
-cd "$(dirname "$0")/.." || exit 1
+. "$(dirname "$0")/lib.sh"  # set -u, the repository root
 command -v python3 >/dev/null || { echo "SKIP check_corpus: python3 not found"; exit 0; }
 
 python3 - <<'EOF'
@@ -41,18 +40,22 @@ def documents(path, data):
             err(f"{path}: document {i} is empty")
     return docs
 
+def read_parts(folder, how_to_make):
+    """(part, path, bytes, documents) of every part file folder/<part>.txt; a missing one is reported."""
+    for p in PARTS:
+        path = f"{folder}/{p}.txt"
+        if not os.path.isfile(path):
+            err(f"{path} missing; {how_to_make}")
+            continue
+        data = open(path, "rb").read()
+        yield p, path, data, documents(path, data)
+
 # 1. fixtures: every part present, 16..80 KiB each, under 1 MB in all.
 total = 0
-for p in PARTS:
-    path = f"data/fixtures/{p}.txt"
-    if not os.path.isfile(path):
-        err(f"{path} missing; write it with data/build_corpus.sh --fixtures (needs data/corpus)")
-        continue
-    data = open(path, "rb").read()
+for p, path, data, docs in read_parts("data/fixtures", "write it with data/build_corpus.sh --fixtures (needs data/corpus)"):
     total += len(data)
     if not 16 * 1024 <= len(data) <= 80 * 1024:
         err(f"{path}: {len(data)} bytes, expected 16..80 KiB")
-    docs = documents(path, data)
     if len(docs) < 2:
         err(f"{path}: {len(docs)} documents, expected at least 2")
 extra = sorted(set(f[:-4] for f in os.listdir("data/fixtures") if f.endswith(".txt")) - set(PARTS))
@@ -65,13 +68,8 @@ print(f"fixtures: {len(PARTS)} parts, {total} bytes")
 # 2. the built corpus.
 if os.path.isdir("data/corpus"):
     sizes = {}
-    for p in PARTS:
-        path = f"data/corpus/{p}.txt"
-        if not os.path.isfile(path):
-            err(f"{path} missing; run data/build_corpus.sh")
-            continue
-        data = open(path, "rb").read()
-        sizes[p] = (len(data), len(documents(path, data)))
+    for p, path, data, docs in read_parts("data/corpus", "run data/build_corpus.sh"):
+        sizes[p] = (len(data), len(docs))
         if not 1_000_000 <= len(data) <= 11 * 1024 * 1024:
             err(f"{path}: {len(data)} bytes, expected 1 MB .. 11 MiB (the per-part cap is 10 MiB)")
     corpus_total = sum(s for s, _ in sizes.values())

@@ -10,8 +10,7 @@
 # cuda/*.cu are compiled once, by the Makefile (into build/liblfmoe.a, which make all builds). The test
 # sources hold no device code, so the host compiler builds them (~3x faster than nvcc would), each
 # only when it, a header or the flags changed.
-set -u
-cd "$(dirname "$0")/.." || exit 1
+. "$(dirname "$0")/lib.sh"  # set -u, the repository root
 # the CPU reference runs only tiny shapes here: one thread is fastest (no OpenMP spin-waiting on a
 # loaded machine), and ref gives the same bits whatever the thread count
 export OMP_NUM_THREADS=1

@@ -22,13 +22,10 @@
 #    shift it by at most 0.04, less than the scores drift apart; the rate is a hyper-parameter that
 #    scales with the run length (and with 1e-3 the ordering still holds, by a small margin).
 #  - --aux-alpha 1e-2 for the same reason. The seed is the default one.
-set -u
-cd "$(dirname "$0")/.." || exit 1
-PY=/usr/bin/python3
-BUILD=${BUILD:-build}  # another build directory (make BUILD=DIR) can be tested with BUILD=DIR
-make -s BUILD="$BUILD" "$BUILD/train" >/dev/null || { echo "FAIL: make $BUILD/train failed"; exit 1; }
-export OMP_WAIT_POLICY=PASSIVE
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+. "$(dirname "$0")/lib.sh"  # set -u, the repository root, PY, BUILD, require_built, bad, ...
+require_built "$BUILD/train"
+passive_threads
+make_tmp
 
 shopt -s nullglob
 fixtures=(data/fixtures/*.txt)
@@ -52,7 +49,6 @@ MODES=(
   "lossfree-mul-sign|--balance lossfree --bias-kind mul --update-rule sign"
   "expert-choice|--balance none --routing expert"
 )
-fail=0
 names=()
 for m in "${MODES[@]}"; do
   name=${m%%|*}; flags=${m#*|}; t0=$(date +%s)

@@ -14,17 +14,11 @@
 #  - axis labels and titles present.
 # Then bad input: a missing file, a line that is not JSON, an unknown field/chart/option, a
 # heatmap without eval records, an unwritable output: exit 1 and a message naming the problem.
-set -u
-cd "$(dirname "$0")/.." || exit 1
-PY=/usr/bin/python3
-BUILD=${BUILD:-build}  # another build directory (make BUILD=DIR) can be tested with BUILD=DIR
-make -s BUILD="$BUILD" "$BUILD/train" "$BUILD/plot" >/dev/null || { echo "FAIL: make $BUILD/train $BUILD/plot failed"; exit 1; }
-DATA=tests/fixtures/tiny.txt
-[ -f "$DATA" ] || { echo "FAIL: $DATA missing (the raw-byte training fixture)"; exit 1; }
-export OMP_WAIT_POLICY=PASSIVE
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
+. "$(dirname "$0")/lib.sh"  # set -u, the repository root, PY, BUILD, require_built, bad, ...
+require_built "$BUILD/train" "$BUILD/plot"
+require_tiny_data
+passive_threads
+make_tmp
 P="$BUILD/plot"
 
 # ---- logs: four short runs (two balance modes x two EP sizes) and one written by hand

@@ -16,19 +16,12 @@
 #    the next save nor survives it.
 # 3. Refusals: a truncated checkpoint, one with a stray byte appended, and resuming with another
 #    model shape each stop with exit 1 and a message that names the problem.
-set -u
-cd "$(dirname "$0")/.." || exit 1
-PY=/usr/bin/python3
-BUILD=${BUILD:-build}  # another build directory (make BUILD=DIR) can be tested with BUILD=DIR
-make -s BUILD="$BUILD" "$BUILD/train" >/dev/null || { echo "FAIL: make $BUILD/train failed"; exit 1; }
-DATA=tests/fixtures/tiny.txt
-[ -f "$DATA" ] || { echo "FAIL: $DATA missing (the raw-byte training fixture)"; exit 1; }
+. "$(dirname "$0")/lib.sh"  # set -u, the repository root, PY, BUILD, require_built, bad, ...
+require_built "$BUILD/train"
+require_tiny_data
 $PY -c 'import numpy' 2>/dev/null || { echo "FAIL: /usr/bin/python3 has no numpy (run make deps)"; exit 1; }
-export OMP_WAIT_POLICY=PASSIVE  # the test machine is shared: do not spin on idle cores
-
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
+passive_threads
+make_tmp
 
 # 3459 training bytes = 108 windows of T+1 = 33; 8 windows per step, so the epoch ends in step 14.
 N=16; K=7

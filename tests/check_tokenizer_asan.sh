@@ -7,24 +7,26 @@
 # 200 random mutations of a tokenizer.json (bytes and JSON values) must each load and encode, or be
 # refused with a message.
 # About a minute on 2 cores (most of it the first build).
-set -u
-cd "$(dirname "$0")/.." || exit 1
+. "$(dirname "$0")/lib.sh"  # set -u, the repository root
 CXX=${CXX:-g++}
 OUT=build/asan
 mkdir -p "$OUT"
 
 # --- build ------------------------------------------------------------------------------------
-LIB_SRCS="ref/io/json.cpp ref/text/regex.cpp ref/text/tokenizer.cpp ref/text/unicode_tables.cpp ref/text/bpe_train.cpp ref/io/shard.cpp"
-HDRS="ref/io/json.h ref/text/regex.h ref/text/tokenizer.h ref/text/unicode_tables.h ref/text/bpe_train.h ref/io/shard.h"
+LIB_SRCS="ref/io/json.cpp ref/io/file.cpp ref/text/regex.cpp ref/text/tokenizer.cpp ref/text/unicode_tables.cpp ref/text/bpe_train.cpp ref/text/corpus.cpp ref/io/shard.cpp"
+HDRS="ref/io/json.h ref/io/file.h ref/text/regex.h ref/text/tokenizer.h ref/text/unicode_tables.h ref/text/bpe_train.h ref/text/corpus.h ref/io/shard.h"
 # -fno-sanitize-recover: any UB report aborts, so it cannot go unnoticed. No OpenMP: the pragmas
 # are ignored and the code runs single-threaded (libgomp is not instrumented).
 FLAGS="-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -Wno-unknown-pragmas -I."
 # An object is rebuilt when its source, a header or the flags changed (a tiny make).
 [ "$(cat "$OUT/.flags" 2>/dev/null)" = "$CXX $FLAGS" ] || rm -f "$OUT"/*.o
 newest_hdr=$(ls -t $HDRS | head -1)
+# obj_name SRC: the object's name in $OUT, the source path with '/' as '_' (ref_text_bpe_train.o and
+# tools_bpe_train.o: one directory, no clash between a library file and the tool of the same name)
+obj_name() { local s=${1%.cpp}; echo "${s//\//_}.o"; }
 pids=(); built=0
 for src in $LIB_SRCS tools/tokenize.cpp tools/bpe_train.cpp tools/make_shards.cpp; do
-  obj="$OUT/$(dirname "$src")_$(basename "${src%.cpp}").o"  # ref_bpe_train.o, tools_bpe_train.o
+  obj="$OUT/$(obj_name "$src")"
   [ -f "$obj" ] && [ "$obj" -nt "$src" ] && [ "$obj" -nt "$newest_hdr" ] && continue
   [ $built = 1 ] || echo "building $OUT (ASan + UBSan)"; built=1
   $CXX $FLAGS -c "$src" -o "$obj" & pids+=($!)
@@ -32,10 +34,10 @@ for src in $LIB_SRCS tools/tokenize.cpp tools/bpe_train.cpp tools/make_shards.cp
 done
 for p in "${pids[@]}"; do wait "$p" || { echo "FAIL: compile error"; exit 1; }; done
 echo "$CXX $FLAGS" >"$OUT/.flags"
-LIB_OBJS=$(for s in $LIB_SRCS; do printf '%s/ref_%s.o ' "$OUT" "$(basename "${s%.cpp}")"; done)
+LIB_OBJS=$(for s in $LIB_SRCS; do printf '%s/%s ' "$OUT" "$(obj_name "$s")"; done)
 for tool in tokenize bpe_train make_shards; do
   if [ $built = 1 ] || [ ! -x "$OUT/$tool" ]; then
-    $CXX $FLAGS "$OUT/tools_$tool.o" $LIB_OBJS -o "$OUT/$tool" || { echo "FAIL: link error ($tool)"; exit 1; }
+    $CXX $FLAGS "$OUT/$(obj_name "tools/$tool.cpp")" $LIB_OBJS -o "$OUT/$tool" || { echo "FAIL: link error ($tool)"; exit 1; }
   fi
 done
 

@@ -15,8 +15,7 @@
 # Needs node + npm (installed by tests/install_deps.sh); installs the npm oracles itself with
 # `npm ci` (tests/tokenizer_oracle/package-lock.json). Uses build/tokenize and build/bpe_train
 # when they are newer than their sources, otherwise compiles private copies. Exit 0 = all matched.
-set -u
-cd "$(dirname "$0")/.." || exit 1
+. "$(dirname "$0")/lib.sh"  # set -u, the repository root
 ORACLE=tests/tokenizer_oracle
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -51,7 +50,7 @@ tool() {
   echo "$bin"
 }
 BIN=$(tool tokenize $TOK_SRCS tools/tokenize.cpp) || { echo "FAIL: could not build the tokenize CLI"; exit 1; }
-TRAIN=$(tool bpe_train $TOK_SRCS ref/text/bpe_train.cpp ref/text/bpe_train.h tools/bpe_train.cpp) || { echo "FAIL: could not build bpe_train"; exit 1; }
+TRAIN=$(tool bpe_train $TOK_SRCS ref/io/file.cpp ref/io/file.h ref/text/bpe_train.cpp ref/text/bpe_train.h tools/bpe_train.cpp) || { echo "FAIL: could not build bpe_train"; exit 1; }
 
 # A tokenizer trained by us on the committed corpus slices, with the product settings.
 "$TRAIN" --quiet --vocab-size 2048 --out "$TMP/fixtures_bpe2048.json" data/fixtures/*.txt >/dev/null ||

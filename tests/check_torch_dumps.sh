@@ -12,23 +12,18 @@
 #
 # First the checker's own selftest runs (a float32 dump must pass, corrupted dumps must fail),
 # so this script cannot go green with a checker that accepts anything.
-set -u
-cd "$(dirname "$0")/.." || exit 1
-PY=/usr/bin/python3
-if ! $PY -c 'import torch' 2>/dev/null; then
-  echo "FAIL: python3-torch missing: run make deps (installs Debian's python3-torch)"; exit 1
-fi
+. "$(dirname "$0")/lib.sh"  # set -u, the repository root, PY, BUILD, require_built, bad, ...
+require_torch
 if [ ! -f train.cpp ]; then
   echo "SKIP: train.cpp does not exist yet (the dump comparison needs build/train --dump)"; exit 0
 fi
-make -s build/train >/dev/null || { echo "FAIL: make build/train failed"; exit 1; }
-DATA=tests/fixtures/tiny.txt
-[ -f "$DATA" ] || { echo "FAIL: $DATA missing (the raw-byte training fixture)"; exit 1; }
+require_built "$BUILD/train"
+require_tiny_data
 
 echo "== checker selftest"
 $PY tests/torch_ref.py selftest || { echo "FAIL: the checker's selftest failed"; exit 1; }
 
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+make_tmp
 # small shapes so that the float64 reference is quick: N = 2*32 tokens per micro-batch
 COMMON="--preset tiny --seq 32 --batch 2 --grad-accum 2 --data $DATA --seed 7"
 CASES=(
@@ -42,12 +37,12 @@ CASES=(
   "sig-default-init-0.006|--gate sigmoid --balance lossfree"
 )
 
-fail=0; rows=()
+rows=()
 for c in "${CASES[@]}"; do
   name=${c%%|*}; flags=${c#*|}
-  echo "== $name: build/train $COMMON $flags --dump ..."
+  echo "== $name: $BUILD/train $COMMON $flags --dump ..."
   dump="$TMP/$name.safetensors"
-  if ! build/train $COMMON $flags --dump "$dump" > "$TMP/$name.train.log" 2>&1; then
+  if ! "$BUILD/train" $COMMON $flags --dump "$dump" > "$TMP/$name.train.log" 2>&1; then
     tail -n 20 "$TMP/$name.train.log"
     rows+=("$name|train failed|||||FAIL"); fail=1; continue
   fi

@@ -4,32 +4,27 @@
 # per-step expert counts and loss-free biases bit for bit (they come from integer counts), final
 # parameters within the trajectory budget. The bias rate is raised to 0.01 so that after a few steps
 # the bias actually changes which experts are picked (at 1e-3 it stays below the score gaps).
-set -u
-cd "$(dirname "$0")/.." || exit 1
-PY=/usr/bin/python3
-if ! $PY -c 'import torch' 2>/dev/null; then
-  echo "FAIL: python3-torch missing: run make deps (installs Debian's python3-torch)"; exit 1
-fi
+. "$(dirname "$0")/lib.sh"  # set -u, the repository root, PY, BUILD, require_built, bad, ...
+require_torch
 if [ ! -f train.cpp ]; then
   echo "SKIP: train.cpp does not exist yet (the trajectory comparison needs build/train --dump)"; exit 0
 fi
-make -s build/train >/dev/null || { echo "FAIL: make build/train failed"; exit 1; }
-DATA=tests/fixtures/tiny.txt
-[ -f "$DATA" ] || { echo "FAIL: $DATA missing (the raw-byte training fixture)"; exit 1; }
+require_built "$BUILD/train"
+require_tiny_data
 
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+make_tmp
 COMMON="--preset tiny --seq 32 --batch 2 --grad-accum 2 --data $DATA --seed 11 --init-std 0.02 --warmup 2 --lr 3e-3"
 CASES=(
   "lossfree-add-sign|--gate sigmoid --balance lossfree --bias-kind add --update-rule sign --bias-rate 0.01"
   "lossfree-mul-error|--gate sigmoid --balance lossfree --bias-kind mul --update-rule error --bias-rate 0.01"
   "aux-softmax|--gate softmax --balance aux --aux-alpha 0.01"
 )
-fail=0; rows=()
+rows=()
 for c in "${CASES[@]}"; do
   name=${c%%|*}; flags=${c#*|}
-  echo "== $name: build/train $COMMON $flags --dump ... --dump-steps 10"
+  echo "== $name: $BUILD/train $COMMON $flags --dump ... --dump-steps 10"
   dump="$TMP/$name.safetensors"
-  if ! build/train $COMMON $flags --dump "$dump" --dump-steps 10 > "$TMP/$name.train.log" 2>&1; then
+  if ! "$BUILD/train" $COMMON $flags --dump "$dump" --dump-steps 10 > "$TMP/$name.train.log" 2>&1; then
     tail -n 20 "$TMP/$name.train.log"; rows+=("$name|train failed|||FAIL"); fail=1; continue
   fi
   $PY tests/torch_ref.py trajectory "$dump" > "$TMP/$name.log" 2>&1; rc=$?

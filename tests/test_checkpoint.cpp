@@ -13,7 +13,6 @@
 #include <fstream>    // std::ifstream, std::ofstream
 #include <iterator>   // std::istreambuf_iterator
 #include <memory>     // std::unique_ptr
-#include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
 #include <utility>    // std::pair
 #include <vector>     // std::vector
@@ -25,6 +24,7 @@
 #include "ref/io/safetensors.h"  // SafeTensorsFile, SafeTensorsWriter
 #include "ref/tensors.h"      // bias_name
 #include "ref/trainer.h"      // train_step, save_checkpoint, load_checkpoint
+#include "tests/test_util.h"  // error_of (a damaged file must give a runtime_error), contains
 
 using ref::Arena;
 
@@ -65,21 +65,6 @@ bool same(const std::vector<float>& a, const std::vector<float>& b) {
            return std::memcmp(&x, &y, sizeof x) == 0;
          });
 }
-
-// The message of the runtime_error that fn throws ("" if none). Any other exception type fails the
-// test: a damaged file must give a clear error, not e.g. std::bad_alloc or std::out_of_range.
-template <class F> std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL_CHECK("unexpected exception type: " << e.what());
-    return e.what();
-  }
-  return "";
-}
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A trained model (3 steps) saved to `path`; returns the model.
 std::unique_ptr<ref::Model> trained_and_saved(const ref::Config& c, const std::string& path, uint64_t* data_pos) {

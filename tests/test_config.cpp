@@ -7,24 +7,13 @@
 // default, so that a key forgotten by to_json/config_from_json cannot hide behind the default.
 #include <doctest/doctest.h>  // TEST_CASE, CHECK, REQUIRE
 
-#include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
 #include <vector>     // std::vector
 
 #include "ref/config.h"
+#include "tests/test_util.h"  // error_of, contains
 
 namespace {
-
-template <class F> std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Every field of ref::Config, compared one by one (floats bitwise-equal: the JSON keeps the shortest
 // text that reads back to the same float). Returns the names of the fields that differ.

@@ -20,7 +20,6 @@
 #include <cstdio>     // std::remove
 #include <cstring>    // std::memcmp
 #include <memory>     // std::unique_ptr
-#include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
 #include <vector>     // std::vector
 
@@ -39,6 +38,7 @@
 #include "ref/io/safetensors.h"  // SafeTensorsFile, SafeTensorsWriter
 #include "ref/tensors.h"      // TensorTable, bias_name
 #include "ref/trainer.h"      // train_step, evaluate, save/load_checkpoint, chunk_order
+#include "tests/test_util.h"  // error_of, contains
 
 namespace ref {
 #include "ref/model_impl.h"  // ModelImpl<T> with arena(): exact double parameters and gradients
@@ -47,17 +47,6 @@ namespace ref {
 using ref::Arena;
 
 namespace {
-
-template <class F> std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Runs a block with one OpenMP thread (the gradient check does thousands of tiny forwards; on a busy
 // machine every parallel region costs more than the work), restoring the previous setting.

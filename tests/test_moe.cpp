@@ -2,15 +2,15 @@
 //
 // Oracles: central finite differences in double (tests/gradcheck.h) for every backward; hand-computed
 // cases for the aux loss, the bias update and MaxVio; a direct per-token computation for the experts;
-// and the named invariants of DESIGN.md section 6, each its own TEST_CASE. Inputs for gradient checks
-// are built with well-separated keys, and every check asserts that no perturbation changed the routing
-// (a change would make the function non-smooth there, not the gradient wrong).
+// and the named MoE invariants (the bias changes selection only, gates equal unbiased scores, ...),
+// each its own TEST_CASE. Inputs for gradient checks are built with well-separated keys, and every
+// check asserts that no perturbation changed the routing (a change would make the function
+// non-smooth there, not the gradient wrong).
 #include <doctest/doctest.h>  // TEST_CASE, CHECK, REQUIRE
 
 #include <cmath>      // std::isnan, std::ldexp, std::nextafter, std::fabs
 #include <cstdint>    // int64_t, uint32_t
 #include <cstring>    // std::memcpy
-#include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
 #include <vector>     // std::vector
 
@@ -20,6 +20,7 @@
 
 #include "ref/moe.h"
 #include "tests/gradcheck.h"
+#include "tests/test_util.h"  // error_of
 
 using ref::BiasKind;
 using ref::Gate;
@@ -28,15 +29,6 @@ using ref::UpdateRule;
 namespace {
 
 const double kBudget = 1e-6;  // max_rel_error budget for every gradient check (see gradcheck.h)
-
-template <class F> std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::vector<double> rand_vec(size_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
   std::vector<double> v(n);

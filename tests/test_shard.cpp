@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ref/io/shard.h"
+#include "tests/test_util.h"  // error_of
 
 namespace {
 
@@ -34,10 +35,7 @@ void set_le32(std::vector<unsigned char>& b, size_t at, uint32_t v) {
 }
 
 // Runs read_shard and returns the error message ("" if it did not throw).
-std::string read_error(const std::string& path) {
-  try { ref::read_shard(path); } catch (const std::runtime_error& e) { return e.what(); }
-  return "";
-}
+std::string read_error(const std::string& path) { return error_of([&] { ref::read_shard(path); }); }
 
 }  // namespace
 

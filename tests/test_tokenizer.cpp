@@ -3,21 +3,10 @@
 #include <doctest/doctest.h>  // TEST_CASE, CHECK, REQUIRE
 
 #include <cstdint>    // INT64_MAX, INT64_MIN
-#include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
 
 #include "ref/io/json.h"
-
-// Returns the message of the exception fn throws, or "" if it does not throw.
-template <class F>
-static std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+#include "tests/test_util.h"  // error_of
 
 TEST_CASE("json: parses scalars, arrays and objects in file order") {
   json::Value v = json::parse(" {\"b\": [1, -2.5e1, true, false, null], \"a\": \"x\\u00e9\\ud83d\\ude00\\n\"} ");

@@ -1,13 +1,25 @@
 // test_util.h — small helpers shared by the test files (CPU and CUDA).
 #pragma once
-#include <exception>  // std::exception
-#include <string>     // std::string
+#include <doctest/doctest.h>  // FAIL_CHECK
 
-// The message of what `f` throws ("" when it does not throw).
+#include <exception>  // std::exception
+#include <stdexcept>  // std::runtime_error
+#include <string>     // std::string
+#include <typeinfo>   // typeid
+
+// The message of the std::runtime_error that `f` throws ("" when it does not throw). The code under
+// test reports every bad input and state as a runtime_error, so any other exception (std::bad_alloc
+// or std::out_of_range from a damaged file, say) fails the test by name; its message is still
+// returned, so that the caller's own checks run and print it too.
 template <typename F> std::string error_of(F&& f) {
   try {
     f();
+  } catch (const std::runtime_error& e) {
+    return e.what();
   } catch (const std::exception& e) {
+    // std::string: doctest would print a const char* as its address
+    FAIL_CHECK("unexpected exception type " << std::string(typeid(e).name()) << " (not std::runtime_error): "
+                                            << std::string(e.what()));
     return e.what();
   }
   return "";

@@ -5,8 +5,8 @@
 // Two ways of encoding the same bytes:
 //   text  the whole file as one string (one encode call);
 //   docs  the file split into documents at the corpus' separator lines ("\x1e\n", data/README.md),
-//         one encode call per document, as build/make_shards does (but more leniently: text
-//         after the last separator is one more document, where make_shards refuses it).
+//         one encode call per document, as build/make_shards does (ref::split_documents; but more
+//         leniently: text after the last separator is one more document, where make_shards refuses it).
 // Each is timed on a freshly loaded tokenizer (empty pre-token cache: "first") and then
 // --repeat more times ("best" = the fastest). Load time is not included. Prints one TSV row per
 // measurement (impl, what, MB, tokens, seconds, MB/s) and an FNV-1a hash of the ids, so that
@@ -14,39 +14,17 @@
 // Not a test: speed is measured here, correctness in tests/check_tokenizer_hf.sh.
 #include <algorithm>  // min
 #include <chrono>     // steady_clock
-#include <cstdio>     // printf, fprintf, fopen
+#include <cstdio>     // printf, fprintf
 #include <cstdlib>    // atoi
 #include <stdexcept>  // runtime_error
 #include <string>
 #include <vector>
 
+#include "ref/io/file.h"         // read_file
+#include "ref/text/corpus.h"     // split_documents, TrailingText
 #include "ref/text/tokenizer.h"  // Tokenizer
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  FILE* f = fopen(path.c_str(), "rb");
-  if (!f) throw std::runtime_error(path + ": cannot open; check the path");
-  std::string data;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
-  fclose(f);
-  return data;
-}
-
-// Documents of the corpus format; text without any separator line is one document.
-std::vector<std::string> split_documents(const std::string& text) {
-  std::vector<std::string> docs;
-  size_t begin = 0;
-  while (begin < text.size()) {
-    size_t sep = text.find("\n\x1e\n", begin);
-    if (sep == std::string::npos) { docs.push_back(text.substr(begin)); break; }
-    docs.push_back(text.substr(begin, sep + 1 - begin));
-    begin = sep + 3;
-  }
-  return docs;
-}
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -89,8 +67,10 @@ int main(int argc, char** argv) {
                                     " (usage: bench_tokenizer --tokenizer T.json --in TEXT [--repeat 3])");
     }
     if (tok_path.empty() || in.empty()) throw std::runtime_error("--tokenizer and --in are required");
-    const std::string text = read_file(in);
-    const std::vector<std::string> whole = {text}, docs = split_documents(text);
+    const std::string text = ref::read_file(in, "check the path");
+    // any text, not only corpus parts: what follows the last separator line is one more document
+    // (dev/bench_tokenizer_hf.js splits the same way; see corpus.h)
+    const std::vector<std::string> whole = {text}, docs = ref::split_documents(text, in, ref::TrailingText::document);
     printf("impl\twhat\tpass\tMB\ttokens\tseconds\tMB/s\n");
     for (int mode = 0; mode < 2; mode++) {
       const char* what = mode == 0 ? "text" : "docs";

@@ -17,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "ref/io/file.h"         // read_file
 #include "ref/io/shard.h"        // write_shard, read_shard
+#include "ref/text/corpus.h"     // split_documents, TrailingText
 #include "ref/text/tokenizer.h"  // Tokenizer
 
 namespace {
@@ -33,33 +35,6 @@ void usage() {
   fprintf(stderr,
           "usage: make_shards --tokenizer tokenizer.json --out-dir DIR [--val-every 50] [--eot TOKEN] PARTS...\n"
           "       make_shards --check --tokenizer tokenizer.json --out-dir DIR\n");
-}
-
-std::string read_file(const std::string& path) {
-  FILE* f = fopen(path.c_str(), "rb");
-  if (!f) throw std::runtime_error(path + ": cannot open; build the corpus with data/build_corpus.sh");
-  std::string data;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
-  fclose(f);
-  return data;
-}
-
-// Splits a part file into documents at separator lines; each document keeps its final '\n'.
-std::vector<std::string> split_documents(const std::string& text, const std::string& path) {
-  std::vector<std::string> docs;
-  size_t begin = 0;
-  while (begin < text.size()) {
-    size_t sep = text.find("\x1e\n", begin);
-    while (sep != std::string::npos && sep != begin && text[sep - 1] != '\n') sep = text.find("\x1e\n", sep + 1);
-    if (sep == std::string::npos)
-      throw std::runtime_error(path + ": text after the last separator line (byte " + std::to_string(begin) +
-                               "); every document must be followed by a line holding only 0x1E (data/README.md)");
-    if (sep > begin) docs.push_back(text.substr(begin, sep - begin));
-    begin = sep + 2;
-  }
-  return docs;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -99,8 +74,9 @@ int build(const Args& a) {
   std::vector<PartStats> stats;
   for (const std::string& path : a.parts) {
     auto tp = std::chrono::steady_clock::now();
-    std::string text = read_file(path);
-    std::vector<std::string> docs = split_documents(text, path);
+    std::string text = ref::read_file(path, "build the corpus with data/build_corpus.sh");
+    // a part must be complete: text after its last separator line is a cut file, not a document
+    std::vector<std::string> docs = ref::split_documents(text, path, ref::TrailingText::refuse);
     std::vector<std::vector<uint32_t>> enc(docs.size());
     // Documents are independent; the tokenizer is immutable and thread-safe.
     #pragma omp parallel for schedule(dynamic, 4)

@@ -3,7 +3,7 @@
 
 #include <algorithm>   // sort, push_heap, pop_heap
 #include <cerrno>      // errno
-#include <cstdio>      // FILE, fopen, fread, fprintf
+#include <cstdio>      // FILE, fopen, fwrite, fprintf
 #include <cstring>     // strerror
 #include <stdexcept>   // runtime_error
 #include <unistd.h>    // fsync
@@ -12,6 +12,7 @@
 #include <omp.h>       // omp_get_max_threads, omp_get_thread_num (the build may also be OPENMP=0)
 #endif
 
+#include "ref/io/file.h"         // read_file
 #include "ref/io/json.h"         // json::quote
 #include "ref/text/tokenizer.h"  // gpt2_pretokenize, bytelevel_alphabet
 
@@ -34,19 +35,6 @@ void count_words(const std::string& text, WordCounts& counts) {
 }
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  FILE* f = fopen(path.c_str(), "rb");
-  if (!f) throw std::runtime_error(path + ": cannot open: " + strerror(errno) + "; check the path (corpus files come from data/build_corpus.sh)");
-  std::string data;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
-  bool err = ferror(f);
-  fclose(f);
-  if (err) throw std::runtime_error(path + ": read error; check the file and the disk");
-  return data;
-}
 
 struct Chunk { size_t file, begin, end; };  // a line-aligned byte range of one file
 
@@ -73,7 +61,7 @@ std::vector<Chunk> line_chunks(const std::vector<std::string>& texts) {
 
 WordCounts count_words_in_files(const std::vector<std::string>& paths, int threads) {
   std::vector<std::string> texts;
-  for (const std::string& p : paths) texts.push_back(read_file(p));
+  for (const std::string& p : paths) texts.push_back(read_file(p, "check the path (corpus files come from data/build_corpus.sh)"));
   std::vector<Chunk> chunks = line_chunks(texts);
 #ifdef _OPENMP
   int nt = threads > 0 ? threads : omp_get_max_threads();
