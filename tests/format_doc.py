@@ -57,6 +57,17 @@ def expand_names(cell):
     return groups
 
 
+def name_rows(sec):
+    """(name, shape expr, dtype) for every name of a section's table (name | shape | dtype | ...)."""
+    out = []
+    for cells in table_rows(sec):
+        groups, shapes = expand_names(cells[0]), cells[1].split(' / ')
+        for gi, names in enumerate(groups):
+            for n in names:
+                out.append((n, shapes[gi] if len(shapes) == len(groups) else shapes[0], cells[2]))
+    return out
+
+
 def shape_of(expr, cfg):
     """'(B·T, E)' -> a tuple of ints with the config's symbols; None for 'table shape' or ''."""
     expr = expr.strip()
@@ -124,21 +135,11 @@ def main(argv):
     ck = Checker()
 
     # 1. the tensor table
-    tensor_rows = []
-    for cells in table_rows(section(doc, 'Tensor names and layouts')):
-        groups, shapes = expand_names(cells[0]), cells[1].split(' / ')
-        for gi, names in enumerate(groups):
-            for n in names:
-                tensor_rows.append((n, shapes[gi] if len(shapes) == len(groups) else shapes[0], cells[2]))
+    tensor_rows = name_rows(section(doc, 'Tensor names and layouts'))
     params_rx = [layer_rx(n) for n, _, _ in tensor_rows if not n.endswith('.moe.bias')]
 
     # 2. the dump table
-    dump_rows = []
-    for cells in table_rows(section(doc, 'Dump')):
-        groups, shapes = expand_names(cells[0]), cells[1].split(' / ')
-        for gi, names in enumerate(groups):
-            for n in names:
-                dump_rows.append((n, shapes[gi] if len(shapes) == len(groups) else shapes[0], cells[2]))
+    dump_rows = name_rows(section(doc, 'Dump'))
     dump_meta = dict(re.findall(r'`(\w+)` = `([^`]+)`', section(doc, 'Dump')))
 
     # 3. the checkpoint section (prose): params, adam.m/<param>, adam.v/<param>, layers.l.moe.bias

@@ -211,10 +211,11 @@ std::vector<float> lively_params(const ref::TensorTable& t, uint64_t seed) {
   return p;
 }
 
-std::vector<int> random_tokens(int n, int V, uint64_t seed) {
+// n tokens drawn uniformly from [0, V): ints for a MicroBatch, uint32 for a Loader's stream.
+template <typename I> std::vector<I> random_tokens(size_t n, uint32_t V, uint64_t seed) {
   ref::Rng rng(seed);
-  std::vector<int> v(n);
-  for (int& x : v) x = (int)rng.below(V);
+  std::vector<I> v(n);
+  for (I& x : v) x = (I)rng.below(V);
   return v;
 }
 
@@ -228,7 +229,8 @@ void check_forward_against_naive(ref::Config c, const std::vector<float>& bias) 
   for (const ref::TensorSpec& s : m->table().params)
     nv.P[s.name] = Vec(params.begin() + s.offset, params.begin() + s.offset + s.numel);
 
-  const std::vector<int> tokens = random_tokens(c.B * c.T, c.V, c.seed + 2), targets = random_tokens(c.B * c.T, c.V, 9);
+  const std::vector<int> tokens = random_tokens<int>(c.B * c.T, c.V, c.seed + 2),
+                         targets = random_tokens<int>(c.B * c.T, c.V, 9);
   const ref::ForwardStats st = m->forward(ref::MicroBatch{tokens.data(), targets.data(), nullptr});
   const Vec want = nv.forward(tokens);
   const std::vector<float> got = m->logits();
@@ -325,12 +327,6 @@ ref::Config step_config() {
   c.B = 2; c.grad_accum = 2; c.steps = 4; c.warmup = 0; c.seed = 3;
   return c;
 }
-std::vector<uint32_t> stream(size_t n, uint64_t seed, uint32_t V) {
-  ref::Rng rng(seed);
-  std::vector<uint32_t> t(n);
-  for (uint32_t& x : t) x = (uint32_t)rng.below(V);
-  return t;
-}
 }  // namespace
 
 TEST_CASE("conventions: step s routes with the bias after step s-1's update") {
@@ -338,7 +334,7 @@ TEST_CASE("conventions: step s routes with the bias after step s-1's update") {
   c.balance = ref::Balance::lossfree;
   c.bias_rate = 0.05f;  // large, so that one update visibly changes the selection
   std::unique_ptr<ref::Model> m = ref::make_model(c);
-  const std::vector<uint32_t> data = stream(4000, 1, c.V);
+  const std::vector<uint32_t> data = random_tokens<uint32_t>(4000, c.V, 1);
   ref::Loader loader(&data, c.B, c.T, c.seed, true);
   const std::vector<float> b0 = m->biases();
   ref::train_step(*m, loader, 0);
@@ -426,7 +422,7 @@ TEST_CASE("conventions: clipping multiplies the gradients by fp32(clip / norm)")
   std::unique_ptr<ref::Model> raw = ref::make_model(c);
   c.grad_clip = 0.01f;
   std::unique_ptr<ref::Model> clipped = ref::make_model(c);
-  const std::vector<uint32_t> data = stream(4000, 2, c.V);
+  const std::vector<uint32_t> data = random_tokens<uint32_t>(4000, c.V, 2);
   ref::Loader l1(&data, c.B, c.T, c.seed, true), l2(&data, c.B, c.T, c.seed, true);
   const ref::StepResult r1 = ref::train_step(*raw, l1, 0), r2 = ref::train_step(*clipped, l2, 0);
   CHECK(r1.grad_norm == r2.grad_norm);  // the reported norm is the one before clipping
