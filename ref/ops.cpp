@@ -12,6 +12,8 @@
 //    (Parallel loops only split work over independent outputs; there are no parallel reductions.)
 #include "ref/ops.h"
 
+#include "ref/gemm.h"  // gemm: every matmul
+
 #include <cmath>      // std::exp, std::log, std::sqrt, std::pow, std::cos, std::sin
 #include <cstdint>    // int64_t
 #include <initializer_list>  // std::initializer_list (require_shape)
@@ -38,66 +40,6 @@ void require(bool ok, const char* op, const std::string& what) {
 void require_shape(const char* op, int n_rows, std::initializer_list<int> dims) {
   require(n_rows >= 0, op, "row count (N or B) must be >= 0, got " + std::to_string(n_rows));
   for (int d : dims) require(d > 0, op, "every width must be > 0, got " + std::to_string(d));
-}
-
-// ---------------------------------------------------------------------------------------------
-// GEMM: C (M,NC) = or += A (M,K) @ B (K,NC), all row-major.
-// Every element C[m][j] is the sum over k = 0..K-1 in increasing order, accumulated in T from 0,
-// and added to C at the end when accumulating (like a BLAS GEMM with beta = 1). The blocking only
-// decides which elements are computed together, never the order of a sum, so the result does not
-// depend on the tile sizes or on the number of threads.
-//
-// Blocking: a tile of GEMM_ROWS rows x GEMM_COLS columns of C lives in a local array (it fits in
-// L1); for each k we broadcast A[m][k] and stream one contiguous piece of row k of B into it.
-// The innermost loop is a fixed-length axpy, which GCC vectorises at plain -O2 without having
-// to reassociate a sum (a dot-product loop cannot be vectorised without fast-math).
-// Measured: ~24 GFLOP/s per core (fp32, -O2, SSE2 only) for N=1024, IC=256, OC=1024.
-constexpr int GEMM_ROWS = 4;
-constexpr int GEMM_COLS = 128;
-
-// acc[0..width) += a * b[0..width); the full-width case has a compile-time trip count.
-template <typename T> inline void axpy_tile(T* acc, T a, const T* b, int width) {
-  if (width == GEMM_COLS) {
-    for (int j = 0; j < GEMM_COLS; j++) acc[j] += a * b[j];
-  } else {
-    for (int j = 0; j < width; j++) acc[j] += a * b[j];
-  }
-}
-
-// One GEMM_ROWS x width tile of C at (m0, j0); rows past M are computed from zeros and dropped.
-template <typename T>
-void gemm_tile(T* Cm, const T* A, const T* B, int M, int K, int NC, int m0, int j0, bool accumulate) {
-  const int width = NC - j0 < GEMM_COLS ? NC - j0 : GEMM_COLS;
-  T acc[GEMM_ROWS][GEMM_COLS] = {};
-  for (int k = 0; k < K; k++) {
-    const T* b = B + (size_t)k * NC + j0;
-    for (int r = 0; r < GEMM_ROWS; r++) {
-      const T a = m0 + r < M ? A[(size_t)(m0 + r) * K + k] : T(0);
-      axpy_tile(acc[r], a, b, width);
-    }
-  }
-  for (int r = 0; r < GEMM_ROWS && m0 + r < M; r++) {
-    T* c = Cm + (size_t)(m0 + r) * NC + j0;
-    for (int j = 0; j < width; j++) c[j] = accumulate ? c[j] + acc[r][j] : acc[r][j];
-  }
-}
-
-template <typename T> void gemm(T* Cm, const T* A, const T* B, int M, int K, int NC, bool accumulate) {
-  const int row_blocks = (M + GEMM_ROWS - 1) / GEMM_ROWS;
-  PARALLEL_FOR
-  for (int rb = 0; rb < row_blocks; rb++) {
-    for (int j0 = 0; j0 < NC; j0 += GEMM_COLS) gemm_tile(Cm, A, B, M, K, NC, rb * GEMM_ROWS, j0, accumulate);
-  }
-}
-
-// out (cols,rows) = in (rows,cols)^T. Costs O(rows*cols), small next to the GEMMs that use it.
-template <typename T> std::vector<T> transpose(const T* in, int rows, int cols) {
-  std::vector<T> out((size_t)rows * cols);
-  PARALLEL_FOR
-  for (int c = 0; c < cols; c++) {
-    for (int r = 0; r < rows; r++) out[(size_t)c * rows + r] = in[(size_t)r * cols + c];
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,21 +260,16 @@ void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, c
 
 template <typename T> void matmul_forward(T* out, const T* inp, const T* w, int N, int IC, int OC) {
   require_shape("matmul_forward", N, {IC, OC});
-  if (N == 0) return;
-  const std::vector<T> wT = transpose(w, OC, IC);  // (IC,OC): rows of B are contiguous in OC
-  gemm(out, inp, wT.data(), N, IC, OC, false);
+  gemm(out, OC, row_major(inp, IC), transposed(w, IC), N, OC, IC, false);  // (N,IC) @ (OC,IC)^T
 }
 
 template <typename T>
 void matmul_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, int N, int IC, int OC) {
   require_shape("matmul_backward", N, {IC, OC});
   if (N == 0) return;
-  if (dinp) gemm(dinp, dout, w, N, OC, IC, true);  // (N,OC) @ (OC,IC)
-  if (dw) {
-    // dw rows are split over threads; each dw[o][i] sums n = 0..N-1 in order.
-    const std::vector<T> doutT = transpose(dout, N, OC);  // (OC,N)
-    gemm(dw, doutT.data(), inp, OC, N, IC, true);         // (OC,N) @ (N,IC)
-  }
+  if (dinp) gemm(dinp, IC, row_major(dout, OC), row_major(w, IC), N, IC, OC, true);  // (N,OC) @ (OC,IC)
+  // each dw[o][i] sums n = 0..N-1 in order: (N,OC)^T @ (N,IC)
+  if (dw) gemm(dw, IC, transposed(dout, OC), row_major(inp, IC), OC, IC, N, true);
 }
 
 // =============================================================================================

@@ -1,0 +1,42 @@
+// gemm.h — the one matrix product every matmul of the CPU reference goes through.
+//
+//   C (M,N) = A (M,K) @ B (K,N)          (accumulate = false)
+//   C (M,N) = C + A (M,K) @ B (K,N)      (accumulate = true, like a BLAS GEMM with beta = 1)
+//
+// A and B are strided views, so transposed operands (w^T in a Linear layer, dout^T in its weight
+// gradient) are read in place: nothing is transposed or allocated per call (the packing buffers are
+// per-thread and only grow).
+//
+// Exact summation order (docs/MODEL.md section 9). Every element is
+//     s = 0;  for k = 0, 1, ..., K-1:  s = fma(A[m][k], B[k][n], s);   C[m][n] = s  or  C[m][n] + s
+// one fused multiply-add per term, in increasing k, in one accumulator per element. Blocking,
+// packing, the vector width and the thread count only decide which elements are computed
+// together, never the order of a sum, so the result is bitwise identical
+//   - for any number of threads (OpenMP splits independent output tiles),
+//   - between the AVX2+FMA micro-kernel and the portable one (std::fma is the same operation as a
+//     hardware FMA lane), so a binary built with NATIVE=0, or run on a CPU without AVX2, or with
+//     LFMOE_GEMM=portable in the environment, gives the same bits as the vector kernel.
+#pragma once
+#include <cstddef>  // ptrdiff_t
+
+namespace ref {
+
+// A strided read-only matrix view: element (r, c) is p[r * rs + c * cs].
+template <typename T> struct MatView {
+  const T* p;
+  ptrdiff_t rs, cs;
+};
+template <typename T> MatView<T> row_major(const T* p, ptrdiff_t cols) { return {p, cols, 1}; }
+template <typename T> MatView<T> transposed(const T* p, ptrdiff_t cols) { return {p, 1, cols}; }  // of a row-major (.., cols)
+
+// C is row-major with leading dimension ldc (>= N). M, N, K >= 0 (K = 0 writes zeros / adds nothing).
+template <typename T> void gemm(T* C, ptrdiff_t ldc, MatView<T> A, MatView<T> B, int M, int N, int K, bool accumulate);
+
+// The micro-kernel in use for float: "avx2+fma" or "portable". The portable one is chosen when the
+// CPU lacks AVX2/FMA or when the environment sets LFMOE_GEMM=portable (read once).
+const char* gemm_kernel_name();
+
+// Tests only: force the portable (true) or the best available (false) float kernel from now on.
+void gemm_force_portable(bool portable);
+
+}  // namespace ref
