@@ -57,19 +57,6 @@ template <typename T> void pack_a_panel(T* dst, MatView<T> A, int m0, int M, int
   }
 }
 
-// The same layout, filled one k at a time from a contiguous source row src[m] = A(m, k0 + k), for an
-// A stored transposed (as dout^T is): threads stream whole rows instead of 6-wide strips.
-template <typename T> void pack_a_row(T* Ap, const T* src, int k, int M, int kc) {
-  const int mp = (M + MR - 1) / MR;
-  for (int i = 0; i < mp; i++) {
-    T* dst = Ap + (size_t)i * MR * kc + (size_t)k * MR;
-    const int m0 = i * MR, rows = M - m0 < MR ? M - m0 : MR;
-    int r = 0;
-    for (; r < rows; r++) dst[r] = src[m0 + r];
-    for (; r < MR; r++) dst[r] = T(0);
-  }
-}
-
 // Packed B for one K-block: panel j holds B[k0 + k][j*NR + c] at [j*NR*kc + k*NR + c].
 template <typename T> void pack_b_panel(T* dst, MatView<T> B, int j0, int N, int k0, int kc) {
   constexpr int NR = nr<T>();
@@ -141,16 +128,17 @@ template <typename T> inline void store_sums(const T* s, const Tile<T>& t) {
   }
 }
 
-template <typename T> void kernel_portable(int kc, const T* a, const T* b, const Tile<T>& t) {
+template <typename T>
+void kernel_portable(int kc, const T* a, ptrdiff_t ars, ptrdiff_t acs, const T* b, const Tile<T>& t) {
   constexpr int NR = nr<T>();
   T s[MR * NR];
   load_partial(s, t);
   for (int k = 0; k < kc; k++) {
     for (int r = 0; r < MR; r++) {
-      const T ar = a[r];
+      const T ar = a[r * ars];
       for (int c = 0; c < NR; c++) s[r * NR + c] = std::fma(ar, b[c], s[r * NR + c]);
     }
-    a += MR;
+    a += acs;
     b += NR;
   }
   store_sums(s, t);
@@ -158,8 +146,8 @@ template <typename T> void kernel_portable(int kc, const T* a, const T* b, const
 
 #ifdef LFMOE_X86
 // 6 x 16 floats: per k two loads of B, six broadcasts of A, twelve FMAs in 12 accumulators.
-__attribute__((target("avx2,fma"))) void kernel_avx2_f32(int kc, const float* a, const float* b,
-                                                         const Tile<float>& t) {
+__attribute__((target("avx2,fma"))) void kernel_avx2_f32(int kc, const float* a, ptrdiff_t ars, ptrdiff_t acs,
+                                                         const float* b, const Tile<float>& t) {
   __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
   const bool full = t.rows == MR && t.cols == 16;
   alignas(32) float s[MR * 16];
@@ -181,21 +169,23 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_f32(int kc, const float* a,
     c40 = _mm256_loadu_ps(p + 4 * ld); c41 = _mm256_loadu_ps(p + 4 * ld + 8);
     c50 = _mm256_loadu_ps(p + 5 * ld); c51 = _mm256_loadu_ps(p + 5 * ld + 8);
   }
+  const float* a3 = a + 3 * ars;  // rows 0-2 at a + {0,1,2}*ars, rows 3-5 at a3 + {0,1,2}*ars
   for (int k = 0; k < kc; k++) {
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-    __m256 ar = _mm256_broadcast_ss(a + 0);
+    __m256 ar = _mm256_broadcast_ss(a);
     c00 = _mm256_fmadd_ps(ar, b0, c00); c01 = _mm256_fmadd_ps(ar, b1, c01);
-    ar = _mm256_broadcast_ss(a + 1);
+    ar = _mm256_broadcast_ss(a + ars);
     c10 = _mm256_fmadd_ps(ar, b0, c10); c11 = _mm256_fmadd_ps(ar, b1, c11);
-    ar = _mm256_broadcast_ss(a + 2);
+    ar = _mm256_broadcast_ss(a + 2 * ars);
     c20 = _mm256_fmadd_ps(ar, b0, c20); c21 = _mm256_fmadd_ps(ar, b1, c21);
-    ar = _mm256_broadcast_ss(a + 3);
+    ar = _mm256_broadcast_ss(a3);
     c30 = _mm256_fmadd_ps(ar, b0, c30); c31 = _mm256_fmadd_ps(ar, b1, c31);
-    ar = _mm256_broadcast_ss(a + 4);
+    ar = _mm256_broadcast_ss(a3 + ars);
     c40 = _mm256_fmadd_ps(ar, b0, c40); c41 = _mm256_fmadd_ps(ar, b1, c41);
-    ar = _mm256_broadcast_ss(a + 5);
+    ar = _mm256_broadcast_ss(a3 + 2 * ars);
     c50 = _mm256_fmadd_ps(ar, b0, c50); c51 = _mm256_fmadd_ps(ar, b1, c51);
-    a += MR;
+    a += acs;
+    a3 += acs;
     b += 16;
   }
   const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
@@ -225,8 +215,8 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_f32(int kc, const float* a,
 }
 
 // 6 x 8 doubles (the gradient checks' precision): the same loop, four lanes per register.
-__attribute__((target("avx2,fma"))) void kernel_avx2_f64(int kc, const double* a, const double* b,
-                                                         const Tile<double>& t) {
+__attribute__((target("avx2,fma"))) void kernel_avx2_f64(int kc, const double* a, ptrdiff_t ars, ptrdiff_t acs,
+                                                         const double* b, const Tile<double>& t) {
   alignas(32) double s[MR * 8];
   load_partial(s, t);
   __m256d acc[MR][2];
@@ -238,11 +228,11 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_f64(int kc, const double* a
     const __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
-      const __m256d ar = _mm256_broadcast_sd(a + r);
+      const __m256d ar = _mm256_broadcast_sd(a + r * ars);
       acc[r][0] = _mm256_fmadd_pd(ar, b0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_pd(ar, b1, acc[r][1]);
     }
-    a += MR;
+    a += acs;
     b += 8;
   }
   for (int r = 0; r < MR; r++) {
@@ -271,7 +261,7 @@ bool use_vector() {
 
 template <typename T> struct Kernel;
 template <> struct Kernel<float> {
-  using Fn = void (*)(int, const float*, const float*, const Tile<float>&);
+  using Fn = void (*)(int, const float*, ptrdiff_t, ptrdiff_t, const float*, const Tile<float>&);
   static Fn get() {
 #ifdef LFMOE_X86
     if (use_vector()) return kernel_avx2_f32;
@@ -280,7 +270,7 @@ template <> struct Kernel<float> {
   }
 };
 template <> struct Kernel<double> {
-  using Fn = void (*)(int, const double*, const double*, const Tile<double>&);
+  using Fn = void (*)(int, const double*, ptrdiff_t, ptrdiff_t, const double*, const Tile<double>&);
   static Fn get() {
 #ifdef LFMOE_X86
     if (use_vector()) return kernel_avx2_f64;
@@ -311,7 +301,10 @@ template <typename T> void gemm(T* C, ptrdiff_t ldc, MatView<T> A, MatView<T> B,
   const int kblocks = (K + KC - 1) / KC;
   const int kc_max = K < KC ? K : KC;
   static thread_local std::vector<T> abuf, bbuf, pbuf;
-  T* Ap = scratch(abuf, (size_t)mp * MR * kc_max);
+  // A in row-major order is read in place by the micro-kernel (MR row pointers); other layouts
+  // (dout^T in a weight gradient) are packed, one K-block at a time.
+  const bool direct_a = A.cs == 1;
+  T* Ap = direct_a ? nullptr : scratch(abuf, (size_t)mp * MR * kc_max);
   T* Bp = scratch(bbuf, (size_t)np * NR * kc_max);
   // Partial sums between K-blocks: in C itself, unless C's old values are still needed.
   T* P = C;
@@ -330,16 +323,14 @@ template <typename T> void gemm(T* C, ptrdiff_t ldc, MatView<T> A, MatView<T> B,
 #endif
   for (int kb = 0; kb < kblocks; kb++) {  // every thread runs this loop; the omp fors share the work
     const int k0 = kb * KC, kc = K - k0 < KC ? K - k0 : KC;
-    if (A.rs == 1 && A.cs != 1) {  // A stored transposed (dout^T): read its rows (our k) contiguously
-      OMP_FOR
-      for (int k = 0; k < kc; k++) pack_a_row(Ap, A.p + (ptrdiff_t)(k0 + k) * A.cs, k, M, kc);
-    } else {
+    if (!direct_a) {
       OMP_FOR
       for (int i = 0; i < mp; i++) pack_a_panel(Ap + (size_t)i * MR * kc, A, i * MR, M, k0, kc);
     }
     OMP_FOR
     for (int j = 0; j < np; j++) pack_b_panel(Bp + (size_t)j * NR * kc, B, j * NR, N, k0, kc);
     // a task: one column panel of B (kept in L1) against the row panels of one row block (in L2)
+    alignas(64) T edge[MR * KC];  // this thread's copy of a partial row panel
     OMP_FOR
     for (int64_t task = 0; task < tasks; task++) {
       const int rb = (int)(task / np), j = (int)(task % np);
@@ -349,7 +340,17 @@ template <typename T> void gemm(T* C, ptrdiff_t ldc, MatView<T> A, MatView<T> B,
         const int m0 = i * MR, rows = M - m0 < MR ? M - m0 : MR;
         const Tile<T> t{C + (ptrdiff_t)m0 * ldc + j0, ldc, P + (ptrdiff_t)m0 * ldp + j0, ldp, rows, cols,
                         kb == 0, kb == kblocks - 1, accumulate};
-        kernel(kc, Ap + (size_t)i * MR * kc, Bp + (size_t)j * NR * kc, t);
+        const T* ap = Ap + (size_t)i * MR * kc;  // packed: (r, k) at ap[k*MR + r]
+        ptrdiff_t ars = 1, acs = MR;
+        if (direct_a && rows == MR) {  // row-major A read in place: (r, k) at ap[r*lda + k]
+          ap = A.p + (ptrdiff_t)m0 * A.rs + k0;
+          ars = A.rs;
+          acs = 1;
+        } else if (direct_a) {  // the last, partial panel: packed with zero rows
+          pack_a_panel(edge, A, m0, M, k0, kc);
+          ap = edge;
+        }
+        kernel(kc, ap, ars, acs, Bp + (size_t)j * NR * kc, t);
       }
     }
   }
