@@ -13,10 +13,10 @@
 // one fixed order, so neither the thread count nor the blocking ever changes a bit.
 #include "ref/gemm.h"
 
+#include "ref/vmath.h"  // simd_enabled: the run-time choice of vector code
+
 #include <cmath>    // std::fma
 #include <cstdint>  // int64_t
-#include <cstdlib>  // std::getenv
-#include <cstring>  // std::strcmp
 #include <vector>   // std::vector (per-thread packing buffers)
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -242,22 +242,9 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_f64(int kc, const double* a
   store_sums(s, t);
 }
 
-bool cpu_has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-#else
-bool cpu_has_avx2_fma() { return false; }
 #endif
 
-bool env_wants_portable() {
-  const char* v = std::getenv("LFMOE_GEMM");
-  return v && std::strcmp(v, "portable") == 0;
-}
-
-// 1 = vector kernels, 0 = portable; decided once (tests may override).
-int g_vector = -1;
-bool use_vector() {
-  if (g_vector < 0) g_vector = cpu_has_avx2_fma() && !env_wants_portable() ? 1 : 0;
-  return g_vector == 1;
-}
+bool use_vector() { return simd_enabled(); }  // ref/vmath.h: CPU has AVX2+FMA and LFMOE_SIMD != 0
 
 template <typename T> struct Kernel;
 template <> struct Kernel<float> {
@@ -357,10 +344,6 @@ template <typename T> void gemm(T* C, ptrdiff_t ldc, MatView<T> A, MatView<T> B,
 }
 
 const char* gemm_kernel_name() { return use_vector() ? "avx2+fma" : "portable"; }
-
-void gemm_force_portable(bool portable) {
-  g_vector = portable ? 0 : (cpu_has_avx2_fma() ? 1 : 0);
-}
 
 template void gemm<float>(float*, ptrdiff_t, MatView<float>, MatView<float>, int, int, int, bool);
 template void gemm<double>(double*, ptrdiff_t, MatView<double>, MatView<double>, int, int, int, bool);

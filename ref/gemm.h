@@ -15,7 +15,7 @@
 //   - for any number of threads (OpenMP splits independent output tiles),
 //   - between the AVX2+FMA micro-kernel and the portable one (std::fma is the same operation as a
 //     hardware FMA lane), so a binary built with NATIVE=0, or run on a CPU without AVX2, or with
-//     LFMOE_GEMM=portable in the environment, gives the same bits as the vector kernel.
+//     LFMOE_SIMD=0 in the environment (ref/vmath.h), gives the same bits as the vector kernel.
 #pragma once
 #include <cstddef>  // ptrdiff_t
 
@@ -32,11 +32,7 @@ template <typename T> MatView<T> transposed(const T* p, ptrdiff_t cols) { return
 // C is row-major with leading dimension ldc (>= N). M, N, K >= 0 (K = 0 writes zeros / adds nothing).
 template <typename T> void gemm(T* C, ptrdiff_t ldc, MatView<T> A, MatView<T> B, int M, int N, int K, bool accumulate);
 
-// The micro-kernel in use for float: "avx2+fma" or "portable". The portable one is chosen when the
-// CPU lacks AVX2/FMA or when the environment sets LFMOE_GEMM=portable (read once).
+// The micro-kernel in use: "avx2+fma" or "portable" (ref::simd_enabled() decides, ref/vmath.h).
 const char* gemm_kernel_name();
-
-// Tests only: force the portable (true) or the best available (false) float kernel from now on.
-void gemm_force_portable(bool portable);
 
 }  // namespace ref

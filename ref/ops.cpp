@@ -12,7 +12,10 @@
 //    (Parallel loops only split work over independent outputs; there are no parallel reductions.)
 #include "ref/ops.h"
 
-#include "ref/gemm.h"  // gemm: every matmul
+#include "ref/gemm.h"   // gemm: every matmul
+#include "ref/vmath.h"  // vexp, vexp8, simd_enabled
+
+#include <type_traits>  // std::is_same
 
 #include <cmath>      // std::exp, std::log, std::sqrt, std::pow, std::cos, std::sin
 #include <cstdint>    // int64_t
@@ -95,17 +98,54 @@ template <typename T> void rope_rotate(T* x, int B, int T_, int H, int D, float 
   }
 }
 
-// Max and sum of exp(x - max) of a row (double sum); the max keeps exp from overflowing.
-template <typename T> void softmax_stats(const T* x, int n, T* max_out, double* sum_out) {
+// exp in T: float uses ref::vexp (< 1 ulp, and the same bits 8 lanes at a time; ref/vmath.h),
+// double (the gradient checks) the libm exp.
+inline float exp_t(float x) { return vexp(x); }
+inline double exp_t(double x) { return std::exp(x); }
+
+template <typename T> inline T sigmoid(T a) { return T(1) / (T(1) + exp_t(-a)); }
+
+template <typename T> T row_max(const T* x, int n) {
   T mx = x[0];
   for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-  double sum = 0;
-  for (int i = 0; i < n; i++) sum += std::exp((double)(x[i] - mx));
-  *max_out = mx;
-  *sum_out = sum;
+  return mx;
 }
 
-template <typename T> inline T sigmoid(T a) { return T(1) / (T(1) + std::exp(-a)); }
+// Sum over i of exp(x[i] - mx), in double, in a fixed order that vectorises: lane j = i mod 8 sums
+// its terms in increasing i, then the lanes are combined as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)).
+constexpr int kSumLanes = 8;
+inline double combine_lanes(const double* l) { return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])); }
+
+template <typename T> double sum_exp_portable(const T* x, int n, T mx, int from, double* lanes) {
+  for (int i = from; i < n; i++) lanes[i % kSumLanes] += (double)exp_t(T(x[i] - mx));
+  return combine_lanes(lanes);
+}
+
+#if LFMOE_X86_SIMD
+LFMOE_TARGET_AVX2 double sum_exp_avx2(const float* x, int n, float mx) {
+  __m256d lo = _mm256_setzero_pd(), hi = lo;  // lanes 0-3, 4-7
+  const __m256 vmx = _mm256_set1_ps(mx);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = vexp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  }
+  alignas(32) double lanes[kSumLanes];
+  _mm256_store_pd(lanes, lo);
+  _mm256_store_pd(lanes + 4, hi);
+  return sum_exp_portable(x, n, mx, i, lanes);  // the tail: i is a multiple of 8, lanes line up
+}
+#endif
+
+template <typename T> double sum_exp(const T* x, int n, T mx) {
+#if LFMOE_X86_SIMD
+  if constexpr (std::is_same<T, float>::value)
+    if (simd_enabled()) return sum_exp_avx2(x, n, mx);
+#endif
+  double lanes[kSumLanes] = {};
+  return sum_exp_portable(x, n, mx, 0, lanes);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Attention pieces, one (batch b, head h) at a time. Rows of q/k/v/out are C apart; the head's
@@ -325,18 +365,74 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
 // =============================================================================================
 // SwiGLU gate and elementwise ops
 
-template <typename T> void swiglu_forward(T* out, const T* a, const T* b, size_t n) {
-  PARALLEL_FOR
-  for (int64_t i = 0; i < (int64_t)n; i++) out[i] = a[i] * sigmoid(a[i]) * b[i];
+// Both have an AVX2 path for float that runs the same operations in the same order as the plain
+// loop (sigmoid = 1 / (1 + vexp(-a)); products left to right), so the bits are the same.
+#if LFMOE_X86_SIMD
+LFMOE_TARGET_AVX2 inline __m256 sigmoid8(__m256 a) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, vexp8(_mm256_xor_ps(a, _mm256_set1_ps(-0.0f)))));
 }
+LFMOE_TARGET_AVX2 void swiglu_forward_avx2(float* out, const float* a, const float* b, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; i += 8) {
+    const __m256 x = _mm256_loadu_ps(a + i);
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(x, sigmoid8(x)), _mm256_loadu_ps(b + i)));
+  }
+}
+LFMOE_TARGET_AVX2 void swiglu_backward_avx2(float* da, float* db, const float* dout, const float* a, const float* b,
+                                            int64_t i0, int64_t i1) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (int64_t i = i0; i < i1; i += 8) {
+    const __m256 x = _mm256_loadu_ps(a + i), s = sigmoid8(x), g = _mm256_loadu_ps(dout + i);
+    const __m256 xs = _mm256_mul_ps(x, s);
+    if (da) {
+      const __m256 dsilu = _mm256_add_ps(s, _mm256_mul_ps(xs, _mm256_sub_ps(one, s)));
+      const __m256 d = _mm256_mul_ps(_mm256_mul_ps(g, _mm256_loadu_ps(b + i)), dsilu);
+      _mm256_storeu_ps(da + i, _mm256_add_ps(_mm256_loadu_ps(da + i), d));
+    }
+    if (db) _mm256_storeu_ps(db + i, _mm256_add_ps(_mm256_loadu_ps(db + i), _mm256_mul_ps(g, xs)));
+  }
+}
+#endif
 
-// silu'(a) = s + a s (1 - s), s = sigmoid(a)
-template <typename T> void swiglu_backward(T* da, T* db, const T* dout, const T* a, const T* b, size_t n) {
+// Elementwise loops are split into chunks of kChunk elements over threads (vector code inside).
+constexpr int64_t kChunk = 4096;
+
+template <typename T> void swiglu_forward(T* out, const T* a, const T* b, size_t n) {
+  const int64_t chunks = ((int64_t)n + kChunk - 1) / kChunk;
   PARALLEL_FOR
-  for (int64_t i = 0; i < (int64_t)n; i++) {
-    const T s = sigmoid(a[i]);
-    if (da) da[i] += dout[i] * b[i] * (s + a[i] * s * (T(1) - s));
-    if (db) db[i] += dout[i] * (a[i] * s);
+  for (int64_t c = 0; c < chunks; c++) {
+    int64_t i = c * kChunk;
+    const int64_t end = i + kChunk < (int64_t)n ? i + kChunk : (int64_t)n;
+#if LFMOE_X86_SIMD
+    if constexpr (std::is_same<T, float>::value)
+      if (simd_enabled()) {
+        const int64_t v_end = i + (end - i) / 8 * 8;
+        swiglu_forward_avx2(out, a, b, i, v_end);
+        i = v_end;
+      }
+#endif
+    for (; i < end; i++) out[i] = a[i] * sigmoid(a[i]) * b[i];
+  }
+}
+template <typename T> void swiglu_backward(T* da, T* db, const T* dout, const T* a, const T* b, size_t n) {
+  const int64_t chunks = ((int64_t)n + kChunk - 1) / kChunk;
+  PARALLEL_FOR
+  for (int64_t c = 0; c < chunks; c++) {
+    int64_t i = c * kChunk;
+    const int64_t end = i + kChunk < (int64_t)n ? i + kChunk : (int64_t)n;
+#if LFMOE_X86_SIMD
+    if constexpr (std::is_same<T, float>::value)
+      if (simd_enabled()) {
+        const int64_t v_end = i + (end - i) / 8 * 8;
+        swiglu_backward_avx2(da, db, dout, a, b, i, v_end);
+        i = v_end;
+      }
+#endif
+    for (; i < end; i++) {
+      const T s = sigmoid(a[i]), as = a[i] * s;
+      if (da) da[i] += dout[i] * b[i] * (s + as * (T(1) - s));
+      if (db) db[i] += dout[i] * as;
+    }
   }
 }
 
@@ -360,20 +456,55 @@ void check_targets(const char* op, const int* targets, int N, int V) {
 }
 }  // namespace
 
+// Per row: mx = max, sum = sum_exp (lanes, above), loss = mx + log(sum) - x[target] in double;
+// the gradient p - onehot with p = exp(x - mx) * (1 / sum), all but the exp in double.
 template <typename T> double crossentropy_forward(T* losses, const T* logits, const int* targets, int N, int V) {
   check_targets("crossentropy_forward", targets, N, V);
   PARALLEL_FOR
   for (int n = 0; n < N; n++) {
     const T* row = logits + (size_t)n * V;
-    T mx;
-    double sum;
-    softmax_stats(row, V, &mx, &sum);
+    const T mx = row_max(row, V);
+    const double sum = sum_exp(row, V, mx);
     losses[n] = T((double)mx + std::log(sum) - (double)row[targets[n]]);
   }
   double total = 0;  // serial: the mean sums rows in order
   for (int n = 0; n < N; n++) total += losses[n];
   return total / N;
 }
+
+namespace {
+// dl[v] += T(((double)exp(x[v] - mx) * inv - [v == target]) * g) for v in [from, V)
+template <typename T>
+void ce_grad_row_portable(T* dl, const T* x, int from, int V, T mx, double inv, double g, int target) {
+  for (int v = from; v < V; v++) {
+    const double p = (double)exp_t(T(x[v] - mx)) * inv;
+    dl[v] += T((p - (v == target ? 1.0 : 0.0)) * g);
+  }
+}
+
+#if LFMOE_X86_SIMD
+// The same arithmetic 8 columns at a time; the target column is redone in scalar code (p - 1).
+LFMOE_TARGET_AVX2 void ce_grad_row_avx2(float* dl, const float* x, int V, float mx, double inv, double g, int target) {
+  const float keep = dl[target];
+  const __m256 vmx = _mm256_set1_ps(mx);
+  const __m256d vinv = _mm256_set1_pd(inv), vg = _mm256_set1_pd(g);
+  int v = 0;
+  for (; v + 8 <= V; v += 8) {
+    const __m256 e = vexp8(_mm256_sub_ps(_mm256_loadu_ps(x + v), vmx));
+    // (p - 0) * g == p * g exactly, so the non-target columns skip the subtraction
+    const __m256d lo = _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(e)), vinv), vg);
+    const __m256d hi = _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)), vinv), vg);
+    const __m256 d = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+    _mm256_storeu_ps(dl + v, _mm256_add_ps(_mm256_loadu_ps(dl + v), d));
+  }
+  ce_grad_row_portable(dl, x, v, V, mx, inv, g, target);
+  if (target < v) {
+    dl[target] = keep;
+    ce_grad_row_portable(dl + target, x + target, 0, 1, mx, inv, g, 0);
+  }
+}
+#endif
+}  // namespace
 
 template <typename T>
 void crossentropy_backward(T* dlogits, const T* logits, const int* targets, int N, int V, float dloss) {
@@ -382,13 +513,17 @@ void crossentropy_backward(T* dlogits, const T* logits, const int* targets, int 
   PARALLEL_FOR
   for (int n = 0; n < N; n++) {
     const T* row = logits + (size_t)n * V;
-    T mx;
-    double sum;
-    softmax_stats(row, V, &mx, &sum);
-    for (int v = 0; v < V; v++) {
-      const double p = std::exp((double)(row[v] - mx)) / sum;
-      dlogits[(size_t)n * V + v] += T((p - (v == targets[n] ? 1.0 : 0.0)) * g);
-    }
+    T* dl = dlogits + (size_t)n * V;
+    const T mx = row_max(row, V);
+    const double inv = 1.0 / sum_exp(row, V, mx);
+#if LFMOE_X86_SIMD
+    if constexpr (std::is_same<T, float>::value)
+      if (simd_enabled()) {
+        ce_grad_row_avx2(dl, row, V, mx, inv, g, targets[n]);
+        continue;
+      }
+#endif
+    ce_grad_row_portable(dl, row, 0, V, mx, inv, g, targets[n]);
   }
 }
 

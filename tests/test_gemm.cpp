@@ -14,6 +14,7 @@
 #endif
 
 #include "ref/gemm.h"
+#include "ref/vmath.h"  // set_simd_enabled
 
 namespace {
 
@@ -85,14 +86,14 @@ TEST_CASE("gemm: the portable kernel gives the vector kernel's bits") {
   const int M = 50, N = 75, K = 200;
   const auto a = random_vec<float>((size_t)M * K, 7), b = random_vec<float>((size_t)K * N, 8);
   std::vector<float> vec((size_t)M * N), por((size_t)M * N);
-  ref::gemm_force_portable(false);
+  ref::set_simd_enabled(true);
   const std::string name = ref::gemm_kernel_name();
   ref::gemm(vec.data(), N, ref::row_major(a.data(), K), ref::transposed(b.data(), K), M, N, K, false);
-  ref::gemm_force_portable(true);
+  ref::set_simd_enabled(false);
   CHECK(std::string(ref::gemm_kernel_name()) == "portable");
   ref::gemm(por.data(), N, ref::row_major(a.data(), K), ref::transposed(b.data(), K), M, N, K, false);
   CHECK(check_shape<float>(23, 41, 77, 9) == 0);  // the portable kernel against the naive order too
-  ref::gemm_force_portable(false);
+  ref::set_simd_enabled(true);
   MESSAGE("best float kernel on this CPU: " << name);
   CHECK(same_bits(vec, por));
 }
