@@ -24,6 +24,7 @@
 #include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
 #include <sys/stat.h> // stat
+#include <time.h>     // clock_gettime (--profile: CPU time)
 #include <unistd.h>   // isatty
 #include <vector>     // std::vector
 
@@ -468,9 +469,15 @@ static void run_sample(const Model& trained, const Options& o) {
 // ---------------------------------------------------------------- --profile
 // One optimizer step as the profiler saw it: wall time of train_step and the phase totals.
 struct StepProfile {
-  double step_ns = 0;
+  double step_ns = 0, cpu_ns = 0;  // wall time, and CPU time of the process (all threads)
   prof::Totals t;
 };
+
+static double process_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
 
 static double median(std::vector<double> v) {
   if (v.empty()) return NAN;
@@ -500,11 +507,11 @@ static void print_profile(const std::vector<StepProfile>& all, int warmup, const
   threads = omp_get_max_threads();
 #endif
   std::printf(
-      "profile: steps %zu warmup %d threads %d tokens_per_step %d tok_s_median %.1f step_ms_median %.3f fwd_ms %.3f "
-      "bwd_ms %.3f update_ms %.3f gemm_ms %.3f gemm_gflop %.4f gemm_gflops %.3f attention_ms %.3f router_ms %.3f "
+      "profile: steps %zu warmup %d threads %d tokens_per_step %d tok_s_median %.1f step_ms_median %.3f cpu_ms_median %.3f "
+      "fwd_ms %.3f bwd_ms %.3f update_ms %.3f gemm_ms %.3f gemm_gflop %.4f gemm_gflops %.3f attention_ms %.3f router_ms %.3f "
       "optimizer_ms %.3f other_ms %.3f scopes %.0f peak_rss_mb %.1f\n",
       s.size(), warmup, threads, c.tokens_per_step(), med([&](auto& p) { return tok / (p.step_ns * 1e-9); }),
-      ms(med([](auto& p) { return p.step_ns; })),
+      ms(med([](auto& p) { return p.step_ns; })), ms(med([](auto& p) { return p.cpu_ns; })),
       ms(med([](auto& p) { return (double)p.t.stage_ns[(int)prof::Stage::fwd]; })),
       ms(med([](auto& p) { return (double)p.t.stage_ns[(int)prof::Stage::bwd]; })),
       ms(med([](auto& p) { return (double)p.t.stage_ns[(int)prof::Stage::update]; })),
@@ -623,6 +630,7 @@ int main(int argc, char** argv) {
     if (o.profile) prof::enable(true);
     for (int step = state.step; step < last; ++step) {
       if (o.profile) prof::reset();  // drops what an evaluation between steps recorded
+      const double cpu0 = o.profile ? process_cpu_ns() : 0;
       const auto t0 = std::chrono::steady_clock::now();
       std::vector<int64_t> seq_counts;  // (sequences of the step, n_moe, E) for the computation-batch metric
       MicroHook hook = nullptr;
@@ -641,7 +649,7 @@ int main(int argc, char** argv) {
                                  (o.save.empty() ? "" : "; " + o.save + " keeps the last checkpoint saved before it, if any"));
       }
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (o.profile) profile.push_back({dt * 1e9, prof::take()});
+      if (o.profile) profile.push_back({dt * 1e9, process_cpu_ns() - cpu0, prof::take()});
       const double tok_s = c.tokens_per_step() / dt;
       const std::vector<double> mv = maxvio_per_layer(r.counts, c.E);
       double mv_cb = 0;  // layers were appended per micro-batch: (micro, n_moe, B, E) -> per layer
