@@ -291,6 +291,107 @@ class Batches:
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()
 
 
+class DumpBatches:
+    """The micro-batches recorded in step 0 of an lfmoe dump."""
+
+    def __init__(self, tokens, targets):
+        self.tok, self.tgt, self.i = tokens, targets, 0  # (G,B,T)
+
+    def next(self):
+        i, self.i = self.i, self.i + 1
+        return torch.from_numpy(self.tok[i].astype(np.int64)), torch.from_numpy(self.tgt[i].astype(np.int64))
+
+
+def read_safetensors(path):
+    with open(path, 'rb') as f:
+        data = f.read()
+    n = int.from_bytes(data[:8], 'little')
+    header = json.loads(data[8:8 + n])
+    meta = header.pop('__metadata__', {})
+    dts = {'F32': '<f4', 'I32': '<i4', 'I64': '<i8', 'F64': '<f8'}
+    out = {}
+    for name, info in header.items():
+        b, e = info['data_offsets']
+        out[name] = np.frombuffer(data[8 + n + b:8 + n + e], dtype=dts[info['dtype']]).reshape(info['shape'])
+    return out, meta
+
+
+def load_dump_params(m, d, prefix):
+    """Copies lfmoe's tensors (docs/FORMAT.md names) into the stacked parameters of this model."""
+    c = m.c
+    t = lambda n: torch.from_numpy(np.array(d[prefix + n], dtype=np.float32))
+    P = {'tok_emb': t('tok_emb'), 'final_norm': t('final_norm'), 'lm_head': t('lm_head')}
+    for l in range(c.L):
+        p = f'layers.{l}.'
+        P[p + 'attn_norm'], P[p + 'ffn_norm'], P[p + 'attn.wo'] = t(p + 'attn_norm'), t(p + 'ffn_norm'), t(p + 'attn.wo')
+        P[p + 'attn.wq|wk|wv'] = torch.cat([t(p + 'attn.' + w) for w in ('wq', 'wk', 'wv')])
+        if l < c.n_dense:
+            P[p + 'ffn.w1|w3'] = torch.cat([t(p + 'ffn.w1'), t(p + 'ffn.w3')])
+            P[p + 'ffn.w2'] = t(p + 'ffn.w2')
+        else:
+            P[p + 'moe.router'] = t(p + 'moe.router')
+            if c.S > 0:
+                P[p + 'moe.shared.w1|w3'] = torch.cat([t(p + 'moe.shared.w1').reshape(c.S * c.F, c.C),
+                                                       t(p + 'moe.shared.w3').reshape(c.S * c.F, c.C)])
+                P[p + 'moe.shared.w2'] = t(p + 'moe.shared.w2').permute(1, 0, 2).reshape(c.C, c.S * c.F)
+            P[p + 'moe.experts.w1|w3'] = torch.cat([t(p + 'moe.experts.w1'), t(p + 'moe.experts.w3')], dim=1)
+            P[p + 'moe.experts.w2'] = t(p + 'moe.experts.w2')
+    if set(P) != set(m.params):
+        fail(f'parameter names differ: {sorted(set(P) ^ set(m.params))}')
+    with torch.no_grad():
+        for n, v in P.items():
+            if tuple(v.shape) != tuple(m.params[n].shape):
+                fail(f'{n}: shape {tuple(v.shape)} from the dump, {tuple(m.params[n].shape)} here')
+            m.params[n].copy_(v)
+
+
+def check_dump(path):
+    """Step 0 of an lfmoe dump (train --dump, 1 step) run by this file's model from the dump's initial
+    parameters and tokens: loss, gradient norm, expert counts, biases after the step and parameters
+    after the step must agree with lfmoe's (float32 against float32, different summation orders)."""
+    d, meta = read_safetensors(path)
+    c = Cfg(json.loads(meta['config']))
+    if int(meta.get('steps', 1)) != 1:
+        fail('--check-dump needs a 1-step dump (train --dump FILE without --dump-steps)')
+    m = Model(c, torch.Generator().manual_seed(0))
+    load_dump_params(m, d, 'init/')
+    moe = [l for l in range(c.L) if l >= c.n_dense]
+    for l in moe:
+        m.layers[l]['bias'] = torch.from_numpy(np.array(d[f'init/layers.{l}.moe.bias'], dtype=np.float32))
+    opt = make_optimizer(m)
+    loss, norm = train_step(m, opt, DumpBatches(d['step0/tokens'], d['step0/targets']), 0,
+                            dict(fwd=0.0, bwd=0.0, update=0.0))
+    ref_loss, ref_norm = float(d['step0/loss'][0]), float(d['step0/grad_norm'][0])
+    lr = float(d['step0/lr'][0])
+    after = Model(c, torch.Generator().manual_seed(0))
+    load_dump_params(after, d, 'final/')
+    worst, off = 0.0, 0
+    total = 0
+    for n, p in m.params.items():
+        diff = (p.detach() - after.params[n]).abs()
+        worst = max(worst, float(diff.max()))
+        off += int((diff > 0.01 * lr).sum())
+        total += diff.numel()
+    problems = []
+    if abs(loss - ref_loss) > 1e-5 * abs(ref_loss):
+        problems.append(f'loss {loss:.7f} vs lfmoe {ref_loss:.7f}')
+    if abs(norm - ref_norm) > 1e-4 * ref_norm:
+        problems.append(f'grad norm {norm:.7g} vs lfmoe {ref_norm:.7g}')
+    for l in moe:
+        got = m.layers[l]['counts'].numpy()
+        if not np.array_equal(got, d[f'step0/layers.{l}.counts']):
+            problems.append(f'layer {l} expert counts {got.tolist()} vs lfmoe {d[f"step0/layers.{l}.counts"].tolist()}')
+        elif c.balance == 'lossfree' and not np.allclose(m.layers[l]['bias'].numpy(), d[f'step0/layers.{l}.bias_after'],
+                                                         rtol=0, atol=1e-7):
+            problems.append(f'layer {l} bias after the step differs')
+    if off > 1e-3 * total:  # Adam's first step is ~lr*sign(g): only gradients ~0 may land elsewhere
+        problems.append(f'{off} of {total} parameters after the step differ by more than 1% of lr')
+    print(f'check-dump {path}: loss {loss:.6f} (lfmoe {ref_loss:.6f}), grad norm {norm:.6g} (lfmoe {ref_norm:.6g}), '
+          f'{off}/{total} parameters off by > 1% of lr (largest {worst / lr:.3g} lr): '
+          + ('; '.join(problems) if problems else 'same model'))
+    return 1 if problems else 0
+
+
 # ----------------------------------------------------------------------------- the step
 def make_optimizer(m):
     c = m.c
@@ -346,7 +447,7 @@ def train_step(m, opt, batches, step, times):
         opt.step()
         m.update_bias()
     times['update'] += time.perf_counter() - t0
-    return loss_sum
+    return loss_sum, norm
 
 
 def main():
@@ -361,8 +462,13 @@ def main():
     ap.add_argument('--config', help='a config JSON (build/train ... --print-config) instead of running --train')
     ap.add_argument('--op-profile', action='store_true', help='after the timed steps, profile one more step and '
                     'print the ops with the most self CPU time')
+    ap.add_argument('--check-dump', metavar='DUMP', help='instead of timing: run step 0 of a 1-step lfmoe dump '
+                    '(train --dump) from its initial parameters and compare loss, grad norm, counts, parameters')
     ap.add_argument('train_flags', nargs='*', help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.check_dump:
+        torch.set_num_threads(args.threads or 1)
+        sys.exit(check_dump(args.check_dump))
     if args.steps < 1 or args.warmup < 0:
         fail('--steps must be >= 1 and --warmup >= 0')
     threads = args.threads or int(os.environ.get('OMP_NUM_THREADS', '0') or 0) or os.cpu_count()
@@ -385,7 +491,7 @@ def main():
     for s in range(args.steps):
         times = dict(fwd=0.0, bwd=0.0, update=0.0)
         c0, t0 = time.process_time(), time.perf_counter()
-        losses.append(train_step(m, opt, batches, s, times))
+        losses.append(train_step(m, opt, batches, s, times)[0])
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         steps.append((dt, times, cpu))
         print(f'step {s + 1}/{args.steps} loss {losses[-1]:.4f} {c.B * c.T * c.grad_accum / dt:.0f} tok/s', flush=True)
