@@ -462,13 +462,14 @@ def main():
     ap.add_argument('--config', help='a config JSON (build/train ... --print-config) instead of running --train')
     ap.add_argument('--op-profile', action='store_true', help='after the timed steps, profile one more step and '
                     'print the ops with the most self CPU time')
-    ap.add_argument('--check-dump', metavar='DUMP', help='instead of timing: run step 0 of a 1-step lfmoe dump '
-                    '(train --dump) from its initial parameters and compare loss, grad norm, counts, parameters')
+    ap.add_argument('--check-dump', metavar='DUMP', nargs='+', help='instead of timing: run step 0 of each 1-step '
+                    'lfmoe dump (train --dump) from its initial parameters and compare loss, grad norm, counts, '
+                    'biases and parameters after the step (one line per dump; exit 1 if any differs)')
     ap.add_argument('train_flags', nargs='*', help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.check_dump:
         torch.set_num_threads(args.threads or 1)
-        sys.exit(check_dump(args.check_dump))
+        sys.exit(max(check_dump(d) for d in args.check_dump))
     if args.steps < 1 or args.warmup < 0:
         fail('--steps must be >= 1 and --warmup >= 0')
     threads = args.threads or int(os.environ.get('OMP_NUM_THREADS', '0') or 0) or os.cpu_count()
