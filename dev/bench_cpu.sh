@@ -68,7 +68,7 @@ if [ -n "$out" ]; then mkdir -p "$out" || exit 1; TMP=$out; else TMP=$(mktemp -d
 # field NAME: the value after NAME in a "key value key value" line on stdin
 field() { awk -v k="$1" '{for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit }}'; }
 
-echo "# bench_cpu: $(date -u +%Y-%m-%dT%H:%MZ), $NCPU cores, load average $(cut -d' ' -f1-3 /proc/loadavg), steps $steps (warm-up $warmup), configs: $configs, threads: $threads"
+echo "# bench_cpu: $(date -u +%Y-%m-%dT%H:%MZ), $NCPU cores, load average $(cut -d' ' -f1-3 /proc/loadavg), steps $steps (warm-up $warmup), configs: $configs, threads: $threads, OMP_WAIT_POLICY ${OMP_WAIT_POLICY:-unset}"
 declare -A peak_gf
 if [ "$peak" = 1 ]; then
   for t in $threads; do
