@@ -57,7 +57,7 @@ TOOLS     := $(patsubst tools/%.cpp,$(BUILD)/%,$(wildcard tools/*.cpp))
 TEST_SRC  := tests/main.cpp $(wildcard tests/test_*.cpp)
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all info train tools unit_tests test deps cuda cuda-test clean help
+.PHONY: all info train tools unit_tests test deps cuda cuda-test bench-cpu clean help
 # keep intermediate objects (tools/*.o), so that a second make does not relink everything
 .SECONDARY:
 all: info $(BUILD)/train $(TOOLS)
@@ -71,6 +71,7 @@ help:
 	@echo "make unit_tests the doctest suites only (build/unit_tests)"
 	@echo "make deps       install the test dependencies (Debian packages, npm oracles)"
 	@echo "make cuda-test  GPU tests + compute-sanitizer (skips without a GPU)"
+	@echo "make bench-cpu  lfmoe vs PyTorch tokens/s on this CPU, with lfmoe's phase split (docs/SPEED.md)"
 	@echo "make data       build the default corpus, tokenizers and shards (data/build_all.sh)"
 	@echo "make train-default  build everything needed and train the default model"
 	@echo "Variables: CUDA=0 to skip the GPU backend, OPENMP=0 for a single-threaded build"
@@ -114,6 +115,16 @@ $(BUILD)/unit_tests: $(TEST_OBJ) $(LIB)
 # PyTorch, and a tokens/s table (docs/CUDA.md). Prints SKIP and succeeds when there is no GPU.
 cuda-test: all
 	dev/cuda_test.sh
+
+# lfmoe against an independent PyTorch implementation of the same model and step, on this CPU
+# (docs/SPEED.md). A benchmark, not a test: BENCH_ARGS=--full for the long run.
+bench-cpu: $(BUILD)/train $(BUILD)/fma_peak
+	BUILD=$(BUILD) dev/bench_cpu.sh $(BENCH_ARGS)
+
+# this machine's fp32 peak (the benchmark's yardstick); its kernels pick their ISA at run time
+$(BUILD)/fma_peak: dev/fma_peak.cpp $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $< -o $@
 
 deps:
 	@tests/install_deps.sh

@@ -24,6 +24,7 @@
 #include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
 #include <sys/stat.h> // stat
+#include <time.h>     // clock_gettime (--profile: CPU time)
 #include <unistd.h>   // isatty
 #include <vector>     // std::vector
 
@@ -33,6 +34,7 @@
 #include "ref/metrics.h"         // maxvio_per_layer, bias_stats
 #include "ref/model.h"           // Model
 #include "ref/moe.h"             // maxvio
+#include "ref/profile.h"         // --profile: phase timer
 #include "ref/rng.h"             // Rng (sampling)
 #include "ref/io/safetensors.h"  // SafeTensorsWriter (dumps)
 #include "ref/text/tokenizer.h"  // Tokenizer (sampling, prompts)
@@ -50,9 +52,9 @@ using namespace ref;
 struct Options {
   std::string preset = "cpu", data, val, backend = "cpu", log, save, resume, dump, tokenizer, sample_prompt;
   int dump_steps = 1, eval_every = 0, eval_batches = 0, save_every = 0, print_every = 10, ep_dp = 0;
-  int sample_tokens = 0, threads = 0, stop_after = 0;
+  int sample_tokens = 0, threads = 0, stop_after = 0, profile_warmup = 2;
   float temperature = 1.0f;
-  bool vocab_set = false, print_config = false;
+  bool vocab_set = false, print_config = false, profile = false;
 };
 
 // Strict number parsing: the whole text must be the number, in range and finite, so that
@@ -95,6 +97,8 @@ static void check_options(const Options& o) {
   need(o.sample_tokens >= 0, "--sample must be >= 0");
   need(o.stop_after >= 0, "--stop-after must be >= 0 (0 = run to --steps)");
   need(o.temperature >= 0, "--temperature must be >= 0 (0 = greedy)");
+  need(o.profile_warmup >= 0, "--profile-warmup must be >= 0");
+  need(!o.profile || o.dump.empty(), "--profile times the training loop, which --dump does not run: drop one of them");
   if (errs.empty()) return;
   std::string msg = "bad option value:";
   for (auto& e : errs) msg += "\n  - " + e;
@@ -198,6 +202,12 @@ static std::vector<Flag> make_flags(Options& o, std::vector<std::function<void(C
       {"sample", "N", "generate N tokens from the model (after --resume) and exit", [&o, I](auto& v) { o.sample_tokens = I(v); }},
       {"prompt", "TEXT", "prompt for --sample", [&o](auto& v) { o.sample_prompt = v; }},
       {"print-config", nullptr, "print the resolved config as JSON and exit", [&o](auto&) { o.print_config = true; }},
+      {"profile", nullptr,
+       "time the phases of each step; at the end print one line 'profile: steps N warmup W ... peak_rss_mb R' "
+       "of per-step medians after the warm-up steps (docs/SPEED.md has every field)",
+       [&o](auto&) { o.profile = true; }},
+      {"profile-warmup", "N", "--profile: leading steps left out of the medians (default 2)",
+       [&o, I](auto& v) { o.profile_warmup = I(v); }},
       {"temperature", "X", "sampling temperature (0 = greedy)", [&o, F](auto& v) { o.temperature = F(v); }},
   };
 }
@@ -456,6 +466,65 @@ static void run_sample(const Model& trained, const Options& o) {
   (void)prompt_len;
 }
 
+// ---------------------------------------------------------------- --profile
+// One optimizer step as the profiler saw it: wall time of train_step and the phase totals.
+struct StepProfile {
+  double step_ns = 0, cpu_ns = 0;  // wall time, and CPU time of the process (all threads)
+  prof::Totals t;
+};
+
+static double process_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static double median(std::vector<double> v) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// The --profile line (docs/SPEED.md): per-step medians over the steps after the warm-up, each field
+// its own median (so the phase medians need not add up to step_ms_median exactly). other_ms is the
+// step's wall time minus gemm, attention, router and optimizer.
+static void print_profile(const std::vector<StepProfile>& all, int warmup, const Config& c) {
+  if (all.empty()) return;
+  warmup = std::min<int>(warmup, (int)all.size() - 1);  // at least one step is measured
+  const std::vector<StepProfile> s(all.begin() + warmup, all.end());
+  auto med = [&](const std::function<double(const StepProfile&)>& f) {
+    std::vector<double> v;
+    for (const StepProfile& p : s) v.push_back(f(p));
+    return median(v);
+  };
+  auto ms = [](double ns) { return ns * 1e-6; };
+  auto phase = [](const StepProfile& p, prof::Phase ph) { return (double)p.t.ns[(int)ph]; };
+  using P = prof::Phase;
+  const double tok = c.tokens_per_step();
+  int threads = 1;
+#ifdef _OPENMP
+  threads = omp_get_max_threads();
+#endif
+  std::printf(
+      "profile: steps %zu warmup %d threads %d tokens_per_step %d tok_s_median %.1f step_ms_median %.3f cpu_ms_median %.3f "
+      "fwd_ms %.3f bwd_ms %.3f update_ms %.3f gemm_ms %.3f gemm_gflop %.4f gemm_gflops %.3f attention_ms %.3f router_ms %.3f "
+      "optimizer_ms %.3f other_ms %.3f scopes %.0f peak_rss_mb %.1f\n",
+      s.size(), warmup, threads, c.tokens_per_step(), med([&](auto& p) { return tok / (p.step_ns * 1e-9); }),
+      ms(med([](auto& p) { return p.step_ns; })), ms(med([](auto& p) { return p.cpu_ns; })),
+      ms(med([](auto& p) { return (double)p.t.stage_ns[(int)prof::Stage::fwd]; })),
+      ms(med([](auto& p) { return (double)p.t.stage_ns[(int)prof::Stage::bwd]; })),
+      ms(med([](auto& p) { return (double)p.t.stage_ns[(int)prof::Stage::update]; })),
+      ms(med([&](auto& p) { return phase(p, P::gemm); })), med([](auto& p) { return p.t.flops[(int)P::gemm] * 1e-9; }),
+      med([&](auto& p) { return p.t.flops[(int)P::gemm] / std::max(1.0, phase(p, P::gemm)); }),
+      ms(med([&](auto& p) { return phase(p, P::attention); })), ms(med([&](auto& p) { return phase(p, P::router); })),
+      ms(med([&](auto& p) { return phase(p, P::optimizer); })),
+      ms(med([&](auto& p) {
+        return p.step_ns - phase(p, P::gemm) - phase(p, P::attention) - phase(p, P::router) - phase(p, P::optimizer);
+      })),
+      med([](auto& p) { return (double)p.t.scopes; }), prof::peak_rss_mb());
+}
+
 // ---------------------------------------------------------------- main loop
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear at once in a pipe or a file
@@ -557,7 +626,11 @@ int main(int argc, char** argv) {
         log << "}\n" << std::flush;
       }
     };
+    std::vector<StepProfile> profile;
+    if (o.profile) prof::enable(true);
     for (int step = state.step; step < last; ++step) {
+      if (o.profile) prof::reset();  // drops what an evaluation between steps recorded
+      const double cpu0 = o.profile ? process_cpu_ns() : 0;
       const auto t0 = std::chrono::steady_clock::now();
       std::vector<int64_t> seq_counts;  // (sequences of the step, n_moe, E) for the computation-batch metric
       MicroHook hook = nullptr;
@@ -576,6 +649,7 @@ int main(int argc, char** argv) {
                                  (o.save.empty() ? "" : "; " + o.save + " keeps the last checkpoint saved before it, if any"));
       }
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (o.profile) profile.push_back({dt * 1e9, process_cpu_ns() - cpu0, prof::take()});
       const double tok_s = c.tokens_per_step() / dt;
       const std::vector<double> mv = maxvio_per_layer(r.counts, c.E);
       double mv_cb = 0;  // layers were appended per micro-batch: (micro, n_moe, B, E) -> per layer
@@ -616,6 +690,13 @@ int main(int argc, char** argv) {
       if (!o.save.empty() && o.save_every > 0 && (step + 1) % o.save_every == 0) save_checkpoint(o.save, *model, state);
     }
     if (tty) std::printf("\n");
+    if (o.profile) {
+      if (o.backend != "cpu")
+        std::printf("profile: note: on --backend %s the phase times are host time (kernels run asynchronously); "
+                    "step_ms and tok/s are exact\n", o.backend.c_str());
+      print_profile(profile, o.profile_warmup, c);
+      prof::enable(false);
+    }
     if (!o.save.empty()) {  // before the final evaluation, so that nothing there can cost the checkpoint
       save_checkpoint(o.save, *model, state);
       std::printf("saved %s (step %d)\n", o.save.c_str(), state.step);

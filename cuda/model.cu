@@ -11,6 +11,7 @@
 #include "cuda/memory.h"  // dev_alloc, to_host, ... (cudaMalloc/cudaMemcpy)
 #include "cuda/moe.h"     // router, dispatch, experts, combine, aux loss, bias update
 #include "cuda/ops.h"     // dense ops
+#include "ref/profile.h"  // phase scopes (train --profile): host time here, kernels are asynchronous
 
 namespace cuda {
 

@@ -9,6 +9,7 @@
 #include "ref/memory.h"  // dev_alloc, to_host, ... (host memory)
 #include "ref/moe.h"     // router, dispatch, experts, combine, aux loss, bias update
 #include "ref/ops.h"     // dense ops
+#include "ref/profile.h"  // phase scopes (train --profile)
 #include "ref/rng.h"     // Rng
 
 namespace ref {

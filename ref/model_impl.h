@@ -9,6 +9,10 @@
 // Per layer:   x_mid = x + Wo Attn(RoPE(Wq n1), RoPE(Wk n1), Wv n1),  n1 = RMSNorm(x)
 //              x_out = x_mid + FFN(n2),                                  n2 = RMSNorm(x_mid)
 // FFN is a dense SwiGLU for l < n_dense, else the MoE: shared experts + gated routed experts.
+//
+// `train --profile` (ref/profile.h) times the phases here: every GEMM goes through gemm() /
+// gemm_backward(), attention and RoPE, and the router/dispatch part of each MoE layer, open a
+// ref::prof::Scope. Disabled, a scope costs one branch; it never changes a value.
 
 template <typename T>
 class ModelImpl final : public ref::Model {
@@ -32,7 +36,12 @@ class ModelImpl final : public ref::Model {
   const char* backend() const override { return kBackendName; }
 
   ref::ForwardStats forward_backward(const ref::MicroBatch& mb, float loss_scale) override {
-    ref::ForwardStats st = run_forward(mb, /*train=*/true);
+    ref::ForwardStats st;
+    {
+      ref::prof::StageScope stage(ref::prof::Stage::fwd);
+      st = run_forward(mb, /*train=*/true);
+    }
+    ref::prof::StageScope stage(ref::prof::Stage::bwd);
     run_backward(loss_scale);
     return st;
   }
@@ -190,6 +199,16 @@ class ModelImpl final : public ref::Model {
   }
   size_t off(const std::string& name) const { return table_.get(name).offset; }
 
+  // matmul_forward / matmul_backward (ops.h), each timed as the profiler's gemm phase with its flops.
+  static void gemm(T* out, const T* inp, const T* w, int N, int IC, int OC) {
+    ref::prof::Scope p(ref::prof::Phase::gemm, ref::prof::matmul_flops(N, IC, OC));
+    matmul_forward(out, inp, w, N, IC, OC);
+  }
+  static void gemm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, int N, int IC, int OC) {
+    ref::prof::Scope p(ref::prof::Phase::gemm, ref::prof::matmul_backward_flops(dinp, dw, N, IC, OC));
+    matmul_backward(dinp, dw, dout, inp, w, N, IC, OC);
+  }
+
   // ---------------------------------------------------------------- forward
   ref::ForwardStats run_forward(const ref::MicroBatch& mb, bool train) {
     const int N = c_.B * c_.T, C = c_.C;
@@ -210,7 +229,7 @@ class ModelImpl final : public ref::Model {
       add_inplace(x_out, layers_[l].x_mid, (size_t)N * C);
     }
     rmsnorm_forward(lnf_, rstdf_, x_final_, params_ + w_fnorm_, N, C, c_.norm_eps);
-    matmul_forward(logits_, lnf_, params_ + w_head_, N, C, c_.V);
+    gemm(logits_, lnf_, params_ + w_head_, N, C, c_.V);
     st.loss = crossentropy_forward(losses_, logits_, targets_, N, c_.V);
     return st;
   }
@@ -221,13 +240,16 @@ class ModelImpl final : public ref::Model {
     const LayerW& w = lw_[l];
     const int N = c_.B * c_.T, C = c_.C, D = c_.head_dim();
     rmsnorm_forward(a.ln1, a.rstd1, a.x_in, params_ + w.attn_norm, N, C, c_.norm_eps);
-    matmul_forward(a.q, a.ln1, params_ + w.wq, N, C, C);
-    matmul_forward(a.k, a.ln1, params_ + w.wk, N, C, C);
-    matmul_forward(a.v, a.ln1, params_ + w.wv, N, C, C);
-    rope_forward(a.q, c_.B, c_.T, c_.H, D, c_.rope_theta);  // q, k are kept rotated: attention's inputs
-    rope_forward(a.k, c_.B, c_.T, c_.H, D, c_.rope_theta);
-    attention_forward(a.attn_out, a.att, a.q, a.k, a.v, c_.B, c_.T, C, c_.H);
-    matmul_forward(a.x_mid, a.attn_out, params_ + w.wo, N, C, C);
+    gemm(a.q, a.ln1, params_ + w.wq, N, C, C);
+    gemm(a.k, a.ln1, params_ + w.wk, N, C, C);
+    gemm(a.v, a.ln1, params_ + w.wv, N, C, C);
+    {
+      ref::prof::Scope p(ref::prof::Phase::attention);
+      rope_forward(a.q, c_.B, c_.T, c_.H, D, c_.rope_theta);  // q, k are kept rotated: attention's inputs
+      rope_forward(a.k, c_.B, c_.T, c_.H, D, c_.rope_theta);
+      attention_forward(a.attn_out, a.att, a.q, a.k, a.v, c_.B, c_.T, C, c_.H);
+    }
+    gemm(a.x_mid, a.attn_out, params_ + w.wo, N, C, C);
     add_inplace(a.x_mid, a.x_in, (size_t)N * C);
     rmsnorm_forward(a.ln2, a.rstd2, a.x_mid, params_ + w.ffn_norm, N, C, c_.norm_eps);
   }
@@ -235,10 +257,10 @@ class ModelImpl final : public ref::Model {
   // out (N,C) = W2 (silu(W1 in) * W3 in), hidden width Fh; w* are arena offsets.
   void swiglu_ffn_forward(T* out, T* h1, T* h3, T* act, const T* in, size_t w1, size_t w3, size_t w2, int Fh) {
     const int N = c_.B * c_.T, C = c_.C;
-    matmul_forward(h1, in, params_ + w1, N, C, Fh);
-    matmul_forward(h3, in, params_ + w3, N, C, Fh);
+    gemm(h1, in, params_ + w1, N, C, Fh);
+    gemm(h3, in, params_ + w3, N, C, Fh);
     swiglu_forward(act, h1, h3, (size_t)N * Fh);
-    matmul_forward(out, act, params_ + w2, N, Fh, C);
+    gemm(out, act, params_ + w2, N, Fh, C);
   }
 
   // out (N,C) = shared experts + sum of gated routed experts. Returns this layer's aux loss.
@@ -252,7 +274,8 @@ class ModelImpl final : public ref::Model {
       swiglu_ffn_forward(tmp_, a.h1 + h, a.h3 + h, a.act + h, a.ln2, w.sw1 + wi, w.sw3 + wi, w.sw2 + wi, F);
       add_inplace(out, tmp_, (size_t)N * C);
     }
-    matmul_forward(a.rlogits, a.ln2, params_ + w.router, N, C, E);
+    ref::prof::Scope p(ref::prof::Phase::router);  // the rest: router, dispatch, experts, combine, aux
+    gemm(a.rlogits, a.ln2, params_ + w.router, N, C, E);
     router_scores_forward(a.scores, a.rlogits, N, E, c_.gate);
     if (c_.routing == ref::Routing::token_choice) {
       const float* bias = c_.balance == ref::Balance::lossfree ? bias_ + (size_t)mi * E : nullptr;
@@ -279,7 +302,7 @@ class ModelImpl final : public ref::Model {
     dev_zero(dlogits_, (size_t)N * V);
     crossentropy_backward(dlogits_, logits_, targets_, N, V, loss_scale);
     dev_zero(dln_, (size_t)N * C);
-    matmul_backward(dln_, grads_ + w_head_, dlogits_, lnf_, params_ + w_head_, N, C, V);
+    gemm_backward(dln_, grads_ + w_head_, dlogits_, lnf_, params_ + w_head_, N, C, V);
     dev_zero(dresid_, (size_t)N * C);
     rmsnorm_backward(dresid_, grads_ + w_fnorm_, dln_, x_final_, params_ + w_fnorm_, rstdf_, N, C);
     for (int l = c_.L - 1; l >= 0; --l) {  // dresid_ holds dL/d(layer output)
@@ -302,15 +325,18 @@ class ModelImpl final : public ref::Model {
     const int N = c_.B * c_.T, C = c_.C, D = c_.head_dim();
     const size_t NC = (size_t)N * C;
     dev_zero(dattn_, NC);
-    matmul_backward(dattn_, grads_ + w.wo, dresid_, a.attn_out, params_ + w.wo, N, C, C);
+    gemm_backward(dattn_, grads_ + w.wo, dresid_, a.attn_out, params_ + w.wo, N, C, C);
     dev_zero(dq_, NC); dev_zero(dk_, NC); dev_zero(dv_, NC);
-    attention_backward(dq_, dk_, dv_, dattn_, a.q, a.k, a.v, a.att, c_.B, c_.T, C, c_.H);
-    rope_backward(dq_, c_.B, c_.T, c_.H, D, c_.rope_theta);
-    rope_backward(dk_, c_.B, c_.T, c_.H, D, c_.rope_theta);
+    {
+      ref::prof::Scope p(ref::prof::Phase::attention);
+      attention_backward(dq_, dk_, dv_, dattn_, a.q, a.k, a.v, a.att, c_.B, c_.T, C, c_.H);
+      rope_backward(dq_, c_.B, c_.T, c_.H, D, c_.rope_theta);
+      rope_backward(dk_, c_.B, c_.T, c_.H, D, c_.rope_theta);
+    }
     dev_zero(dln_, NC);
-    matmul_backward(dln_, grads_ + w.wq, dq_, a.ln1, params_ + w.wq, N, C, C);
-    matmul_backward(dln_, grads_ + w.wk, dk_, a.ln1, params_ + w.wk, N, C, C);
-    matmul_backward(dln_, grads_ + w.wv, dv_, a.ln1, params_ + w.wv, N, C, C);
+    gemm_backward(dln_, grads_ + w.wq, dq_, a.ln1, params_ + w.wq, N, C, C);
+    gemm_backward(dln_, grads_ + w.wk, dk_, a.ln1, params_ + w.wk, N, C, C);
+    gemm_backward(dln_, grads_ + w.wv, dv_, a.ln1, params_ + w.wv, N, C, C);
     rmsnorm_backward(dresid_, grads_ + w.attn_norm, dln_, a.x_in, params_ + w.attn_norm, a.rstd1, N, C);
   }
 
@@ -320,11 +346,11 @@ class ModelImpl final : public ref::Model {
     const int N = c_.B * c_.T, C = c_.C;
     const size_t NF = (size_t)N * Fh;
     dev_zero(dact_, NF);
-    matmul_backward(dact_, grads_ + w2, dresid_, act, params_ + w2, N, Fh, C);
+    gemm_backward(dact_, grads_ + w2, dresid_, act, params_ + w2, N, Fh, C);
     dev_zero(dh1_, NF); dev_zero(dh3_, NF);
     swiglu_backward(dh1_, dh3_, dact_, h1, h3, NF);
-    matmul_backward(din, grads_ + w1, dh1_, in, params_ + w1, N, C, Fh);
-    matmul_backward(din, grads_ + w3, dh3_, in, params_ + w3, N, C, Fh);
+    gemm_backward(din, grads_ + w1, dh1_, in, params_ + w1, N, C, Fh);
+    gemm_backward(din, grads_ + w3, dh3_, in, params_ + w3, N, C, Fh);
   }
 
   void moe_backward(int l, float loss_scale) {
@@ -335,6 +361,7 @@ class ModelImpl final : public ref::Model {
       const size_t h = (size_t)s * N * F, wi = (size_t)s * F * C;
       swiglu_ffn_backward(dln_, a.h1 + h, a.h3 + h, a.act + h, a.ln2, w.sw1 + wi, w.sw3 + wi, w.sw2 + wi, F);
     }
+    ref::prof::Scope p(ref::prof::Phase::router);  // the rest: combine, experts, gates, aux, router
     combine_backward(dy_, dgate_, dresid_, a.y, a.a_gate, a.tok_off, N, C);
     experts_backward(dln_, grads_ + w.ew1, grads_ + w.ew3, grads_ + w.ew2, escratch_, dy_, a.ln2, a.eh1, a.eh3,
                      a.eact, params_ + w.ew1, params_ + w.ew3, params_ + w.ew2, a.perm, a.exp_off, a.tok_off,
@@ -345,7 +372,7 @@ class ModelImpl final : public ref::Model {
       aux_loss_backward(dscores_, a.auxf, a.scores, N, c_.T, E, c_.gate, c_.aux_per_batch, c_.aux_alpha, loss_scale);
     dev_zero(drl_, (size_t)N * E);
     router_scores_backward(drl_, dscores_, a.scores, N, E, c_.gate);
-    matmul_backward(dln_, grads_ + w.router, drl_, a.ln2, params_ + w.router, N, C, E);
+    gemm_backward(dln_, grads_ + w.router, drl_, a.ln2, params_ + w.router, N, C, E);
   }
 
   ref::Config c_;

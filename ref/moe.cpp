@@ -12,6 +12,7 @@
 //    the real work, run one after another, each as parallel GEMMs (ref/ops.h).
 #include "ref/moe.h"
 #include "ref/ops.h"  // matmul_forward, matmul_backward: the experts' GEMMs
+#include "ref/profile.h"  // phase scopes (train --profile): the experts' GEMMs and activations
 
 #include <algorithm>  // std::max, std::partial_sort, std::copy_n, std::fill_n
 #include <cmath>      // std::exp, std::isnan, std::isfinite
@@ -306,10 +307,19 @@ void experts_forward(T* y, T* h1, T* h3, T* act, const T* x, const T* w1, const 
     T* h1e = h1 + (size_t)j0 * F;
     T* h3e = h3 + (size_t)j0 * F;
     T* acte = act + (size_t)j0 * F;
-    matmul_forward(h1e, xe.data(), w1 + (size_t)e * F * C, n, C, F);
-    matmul_forward(h3e, xe.data(), w3 + (size_t)e * F * C, n, C, F);
-    for (size_t i = 0; i < (size_t)n * F; i++) acte[i] = h1e[i] * sigmoid(h1e[i]) * h3e[i];  // silu(h1) * h3
-    matmul_forward(ye.data(), acte, w2 + (size_t)e * C * F, n, F, C);
+    {
+      prof::Scope p(prof::Phase::gemm, 2 * prof::matmul_flops(n, C, F));
+      matmul_forward(h1e, xe.data(), w1 + (size_t)e * F * C, n, C, F);
+      matmul_forward(h3e, xe.data(), w3 + (size_t)e * F * C, n, C, F);
+    }
+    {
+      prof::Scope p(prof::Phase::other);
+      for (size_t i = 0; i < (size_t)n * F; i++) acte[i] = h1e[i] * sigmoid(h1e[i]) * h3e[i];  // silu(h1) * h3
+    }
+    {
+      prof::Scope p(prof::Phase::gemm, prof::matmul_flops(n, F, C));
+      matmul_forward(ye.data(), acte, w2 + (size_t)e * C * F, n, F, C);
+    }
     for (int i = 0; i < n; i++)  // scatter back to assignment order (each assignment has one slot)
       std::copy_n(ye.data() + (size_t)i * C, C, y + (size_t)perm[j0 + i] * C);
   }
@@ -340,20 +350,30 @@ void experts_backward(T* dx, T* dw1, T* dw3, T* dw2, T* scratch, const T* dy, co
     T* d3 = dh3 + (size_t)j0 * F;
     // 1. through W2: dact = dy W2 (held in d1 for now); dW2 += dy^T act
     std::fill_n(d1, (size_t)n * F, T(0));
-    matmul_backward(d1, dw2 ? dw2 + (size_t)e * C * F : nullptr, dye.data(), act + (size_t)j0 * F,
-                    w2 + (size_t)e * C * F, n, F, C);
+    {
+      prof::Scope p(prof::Phase::gemm, prof::matmul_backward_flops(d1, dw2, n, F, C));
+      matmul_backward(d1, dw2 ? dw2 + (size_t)e * C * F : nullptr, dye.data(), act + (size_t)j0 * F,
+                      w2 + (size_t)e * C * F, n, F, C);
+    }
     // 2. through the SwiGLU: dh1 = dact * h3 * silu'(h1), dh3 = dact * silu(h1)
-    for (size_t i = 0; i < (size_t)n * F; i++) {
-      const T a = h1e[i], b = h3e[i], sg = sigmoid(a), dact = d1[i];
-      d1[i] = dact * b * sg * (T(1) + a * (T(1) - sg));  // silu'(a) = sg (1 + a (1 - sg))
-      d3[i] = dact * a * sg;
+    {
+      prof::Scope p(prof::Phase::other);
+      for (size_t i = 0; i < (size_t)n * F; i++) {
+        const T a = h1e[i], b = h3e[i], sg = sigmoid(a), dact = d1[i];
+        d1[i] = dact * b * sg * (T(1) + a * (T(1) - sg));  // silu'(a) = sg (1 + a (1 - sg))
+        d3[i] = dact * a * sg;
+      }
     }
     // 3. through W1 and W3: dx_e = dh1 W1 + dh3 W3; dW1 += dh1^T x_e; dW3 += dh3^T x_e
     if (dx) dxe.assign((size_t)n * C, T(0));
-    matmul_backward(dx ? dxe.data() : nullptr, dw1 ? dw1 + (size_t)e * F * C : nullptr, d1, xe.data(),
-                    w1 + (size_t)e * F * C, n, C, F);
-    matmul_backward(dx ? dxe.data() : nullptr, dw3 ? dw3 + (size_t)e * F * C : nullptr, d3, xe.data(),
-                    w3 + (size_t)e * F * C, n, C, F);
+    {
+      prof::Scope p(prof::Phase::gemm, prof::matmul_backward_flops(dx, dw1, n, C, F) +
+                                         prof::matmul_backward_flops(dx, dw3, n, C, F));
+      matmul_backward(dx ? dxe.data() : nullptr, dw1 ? dw1 + (size_t)e * F * C : nullptr, d1, xe.data(),
+                      w1 + (size_t)e * F * C, n, C, F);
+      matmul_backward(dx ? dxe.data() : nullptr, dw3 ? dw3 + (size_t)e * F * C : nullptr, d3, xe.data(),
+                      w3 + (size_t)e * F * C, n, C, F);
+    }
     if (dx)
       for (int i = 0; i < n; i++) std::copy_n(dxe.data() + (size_t)i * C, C, dxa + (size_t)perm[j0 + i] * C);
   }

@@ -9,6 +9,7 @@
 #include <stdexcept>  // std::runtime_error
 
 #include "ref/metrics.h"      // maxvio_per_layer
+#include "ref/profile.h"      // phase scopes (train --profile)
 #include "ref/rng.h"          // Rng
 #include "ref/io/safetensors.h"  // SafeTensorsWriter, SafeTensorsFile
 
@@ -41,13 +42,18 @@ static StepResult train_step_impl(Model& model, Loader& loader, int step, const 
     r.aux += st.aux / c.grad_accum;
     if (hook) hook(m, mb);
   }
-  r.grad_norm = model.grad_norm();
-  if (!std::isfinite(r.grad_norm))
-    throw std::runtime_error("gradient norm is not finite: training diverged (lower --lr or raise --warmup)");
-  if (c.grad_clip > 0 && r.grad_norm > c.grad_clip) model.scale_grads((float)(c.grad_clip / r.grad_norm));
-  r.lr = learning_rate(c, step);
-  model.adamw(r.lr, step + 1);
+  prof::StageScope stage(prof::Stage::update);
+  {
+    prof::Scope p(prof::Phase::optimizer);
+    r.grad_norm = model.grad_norm();
+    if (!std::isfinite(r.grad_norm))
+      throw std::runtime_error("gradient norm is not finite: training diverged (lower --lr or raise --warmup)");
+    if (c.grad_clip > 0 && r.grad_norm > c.grad_clip) model.scale_grads((float)(c.grad_clip / r.grad_norm));
+    r.lr = learning_rate(c, step);
+    model.adamw(r.lr, step + 1);
+  }
   r.counts = model.step_counts();
+  prof::Scope p(prof::Phase::router);
   model.update_bias();  // after the optimizer step, from the whole step's counts
   return r;
 }

@@ -34,6 +34,7 @@
 #include "ref/model.h"        // Model, make_model
 #include "ref/moe.h"          // what model_impl.h calls: router, experts, aux loss, bias_update
 #include "ref/ops.h"          // what model_impl.h calls: dense ops
+#include "ref/profile.h"      // what model_impl.h calls: phase scopes
 #include "ref/rng.h"          // Rng
 #include "ref/io/safetensors.h"  // SafeTensorsFile, SafeTensorsWriter
 #include "ref/tensors.h"      // TensorTable, bias_name
