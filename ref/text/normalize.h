@@ -9,7 +9,8 @@
 // unicode-normalization-alignments 0.1.12), not 16.0: code points assigned after 9.0 are neither
 // decomposed nor composed and have combining class 0 there. To get HF's output, pass
 // NormData::kHf (tested against HF on every assigned code point, tests/check_normalize_hf.sh).
-// Its Lowercase normalizer (Rust's char::to_lowercase) is at Unicode 16.0, as to_lower here.
+// Its Lowercase normalizer (Rust's char::to_lowercase) is at Unicode 17.0 (the Rust release HF
+// built with), and so is to_lower here (unicode::kLowerUnicodeVersion).
 #pragma once
 #include <string>  // std::string
 
@@ -35,7 +36,8 @@ std::string normalize(NormForm form, const std::string& utf8, NormData data);
 
 // Full lowercase mapping, code point by code point, as HF's Lowercase normalizer does
 // (Rust's char::to_lowercase: UnicodeData.txt plus the unconditional SpecialCasing.txt mappings,
-// so U+0130 'İ' becomes "i\u0307"; no context-dependent rules such as final sigma).
+// so U+0130 'İ' becomes "i\u0307"; no context-dependent rules such as final sigma). Unicode
+// 17.0.0 data, as HF tokenizers 0.23's; invalid UTF-8 bytes pass through.
 std::string to_lower(const std::string& utf8);
 
 }  // namespace unicode

@@ -21,6 +21,7 @@ struct LowerMapping { uint32_t from; uint32_t n; uint32_t to[3]; };
 
 extern const char* const kNormUnicodeVersion;    // the UCD the tables come from, e.g. "16.0.0"
 extern const char* const kHfNormUnicodeVersion;  // the version HF tokenizers' normalizers use, "9.0.0"
+extern const char* const kLowerUnicodeVersion;   // the version of kLowerMappings (Rust's, "17.0.0")
 extern const CccRange kCccRanges[];              // Canonical_Combining_Class != 0
 extern const size_t kCccRangesSize;
 extern const Decomposition kDecompositions[];    // sorted by cp; Hangul syllables not listed
