@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# check_tokenizer_asan.sh — the tokenizer, BPE trainer and shard code under AddressSanitizer +
+# check_tokenizer_asan.sh — the tokenizer, BPE trainer, shard and normalization code under AddressSanitizer +
 # UndefinedBehaviorSanitizer, fed bad input. Builds build/asan/{tokenize,bpe_train,make_shards}
 # (its own directory: build/ is left alone; rebuilt only when a source is newer). Every case must
 # end with the expected exit status, its error message must contain the expected text (so the
 # message names what is wrong), and stderr must hold no sanitizer report. Then a small fuzz:
 # 200 random mutations of a tokenizer.json (bytes and JSON values) must each load and encode, or be
-# refused with a message.
+# refused with a message. Last, build/asan/normalize on random bytes and combining sequences.
 # About a minute on 2 cores (most of it the first build).
 . "$(dirname "$0")/lib.sh"  # set -u, the repository root
 CXX=${CXX:-g++}
@@ -13,8 +13,8 @@ OUT=build/asan
 mkdir -p "$OUT"
 
 # --- build ------------------------------------------------------------------------------------
-LIB_SRCS="ref/io/json.cpp ref/io/file.cpp ref/text/regex.cpp ref/text/tokenizer.cpp ref/text/unicode_tables.cpp ref/text/bpe_train.cpp ref/text/corpus.cpp ref/io/shard.cpp"
-HDRS="ref/io/json.h ref/io/file.h ref/text/regex.h ref/text/tokenizer.h ref/text/unicode_tables.h ref/text/bpe_train.h ref/text/corpus.h ref/io/shard.h"
+LIB_SRCS="ref/io/json.cpp ref/io/file.cpp ref/text/regex.cpp ref/text/tokenizer.cpp ref/text/unicode_tables.cpp ref/text/normalize.cpp ref/text/unicode_norm_tables.cpp ref/text/bpe_train.cpp ref/text/corpus.cpp ref/io/shard.cpp"
+HDRS="ref/io/json.h ref/io/file.h ref/text/regex.h ref/text/tokenizer.h ref/text/unicode_tables.h ref/text/normalize.h ref/text/unicode_norm_tables.h ref/text/bpe_train.h ref/text/corpus.h ref/io/shard.h"
 # -fno-sanitize-recover: any UB report aborts, so it cannot go unnoticed. No OpenMP: the pragmas
 # are ignored and the code runs single-threaded (libgomp is not instrumented).
 FLAGS="-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -Wno-unknown-pragmas -I."
@@ -25,7 +25,7 @@ newest_hdr=$(ls -t $HDRS | head -1)
 # tools_bpe_train.o: one directory, no clash between a library file and the tool of the same name)
 obj_name() { local s=${1%.cpp}; echo "${s//\//_}.o"; }
 pids=(); built=0
-for src in $LIB_SRCS tools/tokenize.cpp tools/bpe_train.cpp tools/make_shards.cpp; do
+for src in $LIB_SRCS tools/tokenize.cpp tools/bpe_train.cpp tools/make_shards.cpp tools/normalize.cpp; do
   obj="$OUT/$(obj_name "$src")"
   [ -f "$obj" ] && [ "$obj" -nt "$src" ] && [ "$obj" -nt "$newest_hdr" ] && continue
   [ $built = 1 ] || echo "building $OUT (ASan + UBSan)"; built=1
@@ -35,7 +35,7 @@ done
 for p in "${pids[@]}"; do wait "$p" || { echo "FAIL: compile error"; exit 1; }; done
 echo "$CXX $FLAGS" >"$OUT/.flags"
 LIB_OBJS=$(for s in $LIB_SRCS; do printf '%s/%s ' "$OUT" "$(obj_name "$s")"; done)
-for tool in tokenize bpe_train make_shards; do
+for tool in tokenize bpe_train make_shards normalize; do
   if [ $built = 1 ] || [ ! -x "$OUT/$tool" ]; then
     $CXX $FLAGS "$OUT/$(obj_name "tools/$tool.cpp")" $LIB_OBJS -o "$OUT/$tool" || { echo "FAIL: link error ($tool)"; exit 1; }
   fi
@@ -257,6 +257,27 @@ done
 n=$((n + 1))
 if [ $fuzz_bad = 0 ]; then echo "ok   fuzz: 200 mutated tokenizer.json files, $fuzz_loaded loaded, the rest refused with a message"
 else fails=$((fails + 1)); fi
+
+# --- normalize (ref/text/normalize.cpp): random bytes and combining sequences, every form ---------
+python3 - "$T/norm.txt" <<'EOF'
+import random, sys
+rng = random.Random(99)
+pieces = [b"a", b"e", b" ", b"\n", "\u0301\u0323\u0316\u05ae\u1100\u1161\u11a8\uac00\ufb01\u0958\u0344\u1e9b\u0130\u03a3".encode(),
+          "\U000113c5\U0001138b\U000113c2\U00011938\U0001f600\u4e2d".encode(), b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"]
+out = bytearray()
+for _ in range(20000):
+    p = rng.choice(pieces)
+    out += p[rng.randrange(len(p)):] if rng.random() < 0.3 else p  # cut pieces: truncated UTF-8
+out += rng.randbytes(20000)
+open(sys.argv[1], "wb").write(out)
+EOF
+for form in nfc nfd nfkc nfkd lower; do
+  for data in unicode hf; do
+    [ $form = lower ] && [ $data = hf ] && continue
+    expect 0 "" $OUT/normalize --form $form --data $data --in "$T/norm.txt" --out "$T/norm.out"
+  done
+done
+expect 1 "unknown --form 'nfx'" $OUT/normalize --form nfx --in "$T/norm.txt"
 
 if [ $fails = 0 ]; then echo "PASS check_tokenizer_asan: $n cases, no sanitizer report"; exit 0; fi
 echo "FAIL check_tokenizer_asan: $fails of $n cases failed"; exit 1

@@ -5,7 +5,9 @@
 #   Tokenizers: the full GPT-2 tokenizer, the fixtures in tests/fixtures/tokenizers/ (cl100k-,
 #     o200k-, DeepSeek-V3-style Split sequences, GPT-2 with digits), one trained here by
 #     build/bpe_train on data/fixtures, and data/tok4k + data/tok32k when they have been built.
-#   Texts: hand-picked and seeded random cases, a regex conformance table, and big real texts:
+#   Texts: hand-picked and seeded random cases (with a block of Unicode 16.0 code points), a regex
+#     conformance table, a sweep of every code point through every \p{..} category, \s, \w and \d
+#     (HF's regex is Unicode 16.0: docs/TOKENIZER.md), and big real texts:
 #     every committed corpus slice data/fixtures/<part>.txt (so a fresh clone checks each corpus
 #     part), licences and Unicode data files, and the start of every data/corpus/<part>.txt when
 #     the corpus has been built (data/build_all.sh; with GPT-2 and the trained tokenizers only).
@@ -36,7 +38,7 @@ trap 'rm -rf "$TMP"' EXIT
 
 # tool NAME SOURCES...: prints build/NAME if it is newer than all its sources, else builds a
 # private copy in $TMP (so a stale or half-built build/ never hides a change under test).
-TOK_SRCS="ref/io/json.cpp ref/text/regex.cpp ref/text/tokenizer.cpp ref/text/unicode_tables.cpp ref/io/json.h ref/text/regex.h ref/text/tokenizer.h ref/text/unicode_tables.h"
+TOK_SRCS="ref/io/json.cpp ref/text/regex.cpp ref/text/tokenizer.cpp ref/text/unicode_tables.cpp ref/text/normalize.cpp ref/text/unicode_norm_tables.cpp ref/io/json.h ref/text/regex.h ref/text/tokenizer.h ref/text/unicode_tables.h ref/text/normalize.h ref/text/unicode_norm_tables.h"
 tool() {
   local name=$1 f; shift
   local bin=build/$name stale=0

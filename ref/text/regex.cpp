@@ -100,12 +100,14 @@ const std::vector<uint32_t>& fold_orbit(uint32_t f) {
   return it == orbits.end() ? none : it->second;
 }
 
-// \w as Oniguruma's Unicode tables define it (checked against HF tokenizers): Alphabetic (all
-// letters, plus e.g. the circled letters U+24B6..), Mark, Number (all of N: '²' and '½' are word
-// characters) and Connector_Punctuation. Unlike UTS #18 it has no Join_Control (U+200C/D).
+// \w as Oniguruma's Unicode tables define it (checked against HF tokenizers on every code point,
+// tests/check_tokenizer_hf.sh): Alphabetic (all letters, plus e.g. the circled letters U+24B6..),
+// Mark, Nd, Nl and Connector_Punctuation; of No only the Latin-1 ones ('²' '³' '¹' '¼' '½' '¾'),
+// not e.g. U+2460 '①'. Unlike UTS #18 it has no Join_Control (U+200C/D).
 bool is_word(uint32_t cp) {
   using namespace unicode;
-  return is_alphabetic(cp) || (cat_bit(category(cp)) & (kMaskM | kMaskN | cat_bit(Pc)));
+  if (cp >= 0xB2 && cp <= 0xBE) return cp <= 0xB3 || cp == 0xB9 || cp >= 0xBC || is_alphabetic(cp);
+  return is_alphabetic(cp) || (cat_bit(category(cp)) & (kMaskM | cat_bit(Nd) | cat_bit(Nl) | cat_bit(Pc)));
 }
 
 }  // namespace

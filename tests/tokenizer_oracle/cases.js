@@ -37,6 +37,33 @@ const HANDPICKED = [
   '\ud83d\ude00'.repeat(100), '!'.repeat(300),
 ];
 
+// ---- Unicode 16.0 (issue 12) ----------------------------------------------------------------------
+// Code points whose class differs between Unicode 15.0 and 16.0 (the version of HF's regex
+// tables), so that tables of another version give other ids or pieces: letters of the scripts new
+// in 16.0 (Garay, Gurung Khema, Kirat Rai, Ol Onal, Sunuwar, Todhri, Tulu-Tigalari), new digits
+// (Nd: \p{N} pieces), new Latin/Cyrillic letters, CJK Extension I (15.1) and new CJK strokes and
+// description characters, Emoji 16 (So), new marks and punctuation, Egyptian hieroglyphs
+// extended, and U+1171E, whose category changed (Mn -> Mc). With 15.0 tables these are Cn, so
+// "x\u{10D50}y" is three GPT-2 pre-tokens instead of one.
+const UNICODE16 = [
+  'I am tired \u{1FAE9} ok', '\u{1FAC6}\u{1FABE}\u{1FADC} \u{1FADF}\u{1FA89}\u{1FA8F}!', 'tree\u{1FABE}tree \u{1FAE9}\u{1FAE9}',
+  'x\u{10D50}\u{10D70}\u{10D4A}y \u{10D50}\u{10D70} Garay', '\u{16100}\u{16101}\u{16102} gurung \u{16130}\u{16131}',
+  'kirat \u{16D43}\u{16D44}\u{16D40}\u{16D45} \u{16D70}\u{16D71}\u{16D72}', 'ol onal \u{1E5D0}\u{1E5D1}\u{1E5D2}\u{1E5FF} \u{1E5F1}\u{1E5F2}',
+  'sunuwar \u{11BC0}\u{11BC1}\u{11BC2} \u{11BF0}\u{11BF1}\u{11BF2}\u{11BF3}', 'todhri \u{105C0}\u{105C1}\u{105C2}', 'tulu \u{11380}\u{11381}\u{11382}',
+  'digits \u{10D40}\u{10D41}\u{10D42}\u{10D43}\u{10D44} \u{1CCF0}\u{1CCF1}\u{1CCF2}\u{1CCF3} \u{116D0}\u{116D1}', 'a\u{1CCF0}\u{1CCF1}b 12\u{1CCF5}34',
+  'RAMS\uA7CB\uA7CCword \uA7DC\uA7CD', 'Cyrillic \u1C89\u1C8A\u0430\u1C89', 'cjk \u{2EBF0}\u{2EBF1}\u{2EC00}\u{2EE5D}\u4e2d\u{2EBF2}',
+  'strokes \u31E4\u31E5\u31EF \u2FFC\u2FFD\u2FFE\u2FFF\u4e00', 'arabic \u{10EC2}\u{10EC3}\u{10EC4}\u0628\u0897\u{10EFC}',
+  'balinese \u1B4E\u1B4F\u1B7F mark\u{11F5A}', 'hiero \u{13460}\u{13461}\u{13462} go \u{1CC00}\u{1CC01}', 'ahom \u{11700}\u{1171E}\u{1171D}',
+  '\u{10D50}'.repeat(50), 'mixed\u{10D50}\u{1FAE9}\u{16100}123\u{10D40}\u{2EBF0}',
+];
+// The same for the regex conformance table (every pattern x behaviour): \p{Mn}/\p{Mc} see U+1171E,
+// \p{So}/\p{Cn} see Emoji 16, \p{Lu}/\p{Ll}/\p{Nd} the new letters and digits.
+const UNICODE16_REGEX = [
+  '\u{1FAE9} \u{1FAC6} \u{1CC00} \u31E4 \u2FFC \u{11700}\u{1171E}\u{1171D} \u0628\u0897',
+  '\u{10D50}\u{10D70}\u{10D4A} \uA7CB\uA7CC \u1C89\u1C8A \u{16D40}\u{16D43} \u{2EBF0}\u{2EE5D}',
+  '\u{10D40}\u{10D41} \u{1CCF0}\u{1CCF9} \u{116D0} \u{1E5F1} \u1B4E\u{1E5FF} x\u{11F5A}\u{10EFC}',
+];
+
 const POOL = [
   'a', 'b', 'Z', 'the', ' the', 'The', 'HELLO', 'world', ' ', '  ', '   ', '\t', '\n', '\r\n', '\r', '\n\n',
   '0', '7', '42', '12345', "'s", "'S", "'t", "'ll", "'LL", "'ve", "'re", "'d", "'m", "'", '"', '.', ',', '!', '?', '-', '_',
@@ -71,4 +98,4 @@ function randomCases(n, seed, extra = []) {
   return out;
 }
 
-module.exports = { HANDPICKED, POOL, randomCases, prng };
+module.exports = { HANDPICKED, UNICODE16, UNICODE16_REGEX, POOL, randomCases, prng };

@@ -24,7 +24,7 @@ const { spawnSync } = require('child_process');
 const { Tokenizer } = require('tokenizers');
 const gpt3 = require('gpt-3-encoder');
 const fixtures = require('./fixtures.js');
-const { HANDPICKED, randomCases } = require('./cases.js');
+const { HANDPICKED, UNICODE16, UNICODE16_REGEX, randomCases } = require('./cases.js');
 
 // ---- arguments --------------------------------------------------------------------------------
 const args = { tokenize: 'build/tokenize', tmp: null, big: [], corpus: [], extra: [], bigLimit: 256 << 10, corpusLimit: 256 << 10, gpt3Limit: 128 << 10 };
@@ -229,6 +229,7 @@ const REGEX_TEXTS = [
   'STRASSE stra\u00dfe \ufb06 \ufb01 \u1e9e \u01c6 Fi',
   '\u24b6\u24d1 \u2160\u2161 \u00b9 x\u200dy x\u200cy a_b a\u203fb',
   '',
+  ...UNICODE16_REGEX,
 ];
 
 async function checkRegexConformance() {
@@ -271,6 +272,40 @@ async function checkRegexConformance() {
               `${REFUSED_PATTERNS.length} multi-character-folding patterns refused`);
 }
 
+// ---- Unicode version: every code point through every General Category (issue 12) ---------------
+// HF's regex classifies by Unicode 16.0; the tables must agree on every code point. Each pattern
+// \p{Xx} (and \s, \w, \d) removes its code points from runs of 4096 consecutive code points (all of
+// U+0000..U+10FFFF but the surrogates); the remaining pieces must be the same on both sides.
+const SWEEP_PATTERNS = ['Lu', 'Ll', 'Lt', 'Lm', 'Lo', 'Mn', 'Mc', 'Me', 'Nd', 'Nl', 'No', 'Pc', 'Pd', 'Ps', 'Pe', 'Pi', 'Pf',
+  'Po', 'Sm', 'Sc', 'Sk', 'So', 'Zs', 'Zl', 'Zp', 'Cc', 'Cf', 'Co', 'Cn'].map((c) => `\\p{${c}}`).concat(['\\s', '\\w', '\\d']);
+async function checkCategorySweep() {
+  const chunks = [];
+  let cur = [];
+  for (let cp = 0; cp <= 0x10ffff; cp++) {
+    if (cp >= 0xd800 && cp <= 0xdfff) continue;
+    cur.push(cp);
+    if (cur.length === 4096) { chunks.push(String.fromCodePoint(...cur)); cur = []; }
+  }
+  if (cur.length) chunks.push(String.fromCodePoint(...cur));
+  const base = fixtures.truncatedGpt2(0);
+  for (const pattern of SWEEP_PATTERNS) {
+    const json = fixtures.tokenizerJson({ ...base, preTokenizer: { type: 'Sequence', pretokenizers: [fixtures.split(pattern, 'Removed'), fixtures.BYTELEVEL_NO_REGEX] } });
+    const file = path.join(args.tmp, 'sweep.json');
+    fs.writeFileSync(file, JSON.stringify(json));
+    const pre = Tokenizer.fromString(JSON.stringify(json)).getPreTokenizer();
+    const ours = cliJsonl('pretokenize', file, chunks);
+    chunks.forEach((t, k) => {
+      const hf = pre.preTokenizeString(t).map((x) => x[0]);
+      if (!same(hf, ours[k])) {
+        let i = 0;
+        while (i < hf.length && i < ours[k].length && hf[i] === ours[k][i]) i++;
+        fail(`category sweep /${pattern}/ on U+${t.codePointAt(0).toString(16).toUpperCase()}.. (4096 code points): pieces differ at piece ${i}`);
+      }
+    });
+  }
+  console.log(`${since()} category sweep: ${SWEEP_PATTERNS.length} patterns x all 1,112,064 code points (HF's regex tables: Unicode 16.0)`);
+}
+
 // ---- main -----------------------------------------------------------------------------------------
 function readBigFiles(files, limit) {
   const out = [];
@@ -307,13 +342,14 @@ async function main() {
     const added = (obj.added_tokens || []).map((a) => a.content);
     const stripping = (obj.added_tokens || []).filter((a) => a.lstrip || a.rstrip).map((a) => a.content);
     const prefixSpace = JSON.stringify(obj.pre_tokenizer).includes('"add_prefix_space":true');
-    const texts = HANDPICKED.concat(randomCases(400, 7 + list.indexOf(t), added));
+    const texts = HANDPICKED.concat(UNICODE16, randomCases(400, 7 + list.indexOf(t), added));
     for (const a of added) texts.push(`x${a}y`, ` ${a} `, `${a}${a}`, `  ${a}\n\n${a}word`, `the${a}the`);
     await checkCases(t.name, t.file, texts, { added, stripping, prefixSpace, gpt3: t.gpt3 });
     if (big.length) await checkBig(t.name, t.file, big, args.bigLimit, t.gpt3);
     if (corpus.length && t.corpus) await checkBig(`${t.name} (corpus)`, t.file, corpus, args.corpusLimit, t.gpt3);
   }
   await checkRegexConformance();
+  await checkCategorySweep();
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   if (failures) {
     console.log(`FAIL: ${failures} mismatches (first ${Math.min(failures, MAX_REPORTS)} shown) in ${secs} s`);
