@@ -2,8 +2,9 @@
 //
 // Numerics (docs/MODEL.md section 9):
 //  - plain IEEE arithmetic in T (float for training, double for gradient checks), no fast-math;
-//  - dot products (matmul, attention scores and weighted sums) accumulate in T, as a GEMM would,
-//    in a fixed order (increasing index), so the reference is what a careful fp32 kernel computes;
+//  - dot products (matmul) accumulate in T, as a GEMM would, in a fixed order (increasing index),
+//    so the reference is what a careful fp32 kernel computes (attention, in ref/attention.cpp,
+//    documents its own fixed order);
 //  - per-row statistics (RMSNorm's mean square, softmax normalisers, the loss) accumulate in
 //    double: they are cheap, and it keeps the reference close to the exact value that the CUDA
 //    tree reductions approximate from the other side;
@@ -46,13 +47,7 @@ void require_shape(const char* op, int n_rows, std::initializer_list<int> dims) 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers shared by attention, RoPE and the loss.
-
-template <typename T> inline T dot(const T* a, const T* b, int n) {
-  T s = 0;
-  for (int i = 0; i < n; i++) s += a[i] * b[i];
-  return s;
-}
+// Small helpers shared by RoPE, the norms and the loss.
 
 // Column blocks for loops that must sum over rows in order (embedding and RMSNorm weight
 // gradients): threads split the columns, each one walks all rows in order.
@@ -145,69 +140,6 @@ template <typename T> double sum_exp(const T* x, int n, T mx) {
 #endif
   double lanes[kSumLanes] = {};
   return sum_exp_portable(x, n, mx, 0, lanes);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Attention pieces, one (batch b, head h) at a time. Rows of q/k/v/out are C apart; the head's
-// D columns start at the pointer given.
-
-// One query row t: att_row (T_) = causal softmax of scale * q_t . k_u, out_t = sum_u p_u v_u.
-template <typename T>
-void attention_row_forward(T* out_t, T* att_row, const T* q_t, const T* k, const T* v, int t, int T_, int C, int D,
-                           T scale) {
-  for (int u = 0; u <= t; u++) att_row[u] = scale * dot(q_t, k + (size_t)u * C, D);
-  T mx = att_row[0];  // the max keeps exp from overflowing
-  for (int u = 1; u <= t; u++) mx = att_row[u] > mx ? att_row[u] : mx;
-  double sum = 0;
-  for (int u = 0; u <= t; u++) {
-    att_row[u] = std::exp(att_row[u] - mx);
-    sum += att_row[u];
-  }
-  const T inv = T(1.0 / sum);
-  for (int u = 0; u <= t; u++) att_row[u] *= inv;
-  for (int u = t + 1; u < T_; u++) att_row[u] = 0;  // masked: the future is not attended
-  for (int d = 0; d < D; d++) out_t[d] = 0;
-  for (int u = 0; u <= t; u++) {
-    const T p = att_row[u];
-    const T* v_u = v + (size_t)u * C;
-    for (int d = 0; d < D; d++) out_t[d] += p * v_u[d];
-  }
-}
-
-// Backward of one (b,h). With p = att row t and s = scale * q_t . k_u the pre-softmax scores:
-//   dv_u += p_tu dout_t ;  dp_tu = dout_t . v_u ;  ds_tu = p_tu (dp_tu - sum_u' p_tu' dp_tu')
-//   dq_t += scale sum_u ds_tu k_u ;  dk_u += scale ds_tu q_t
-// Rows are visited in increasing t, so dk_u and dv_u sum their contributions in a fixed order.
-template <typename T>
-void attention_head_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* att,
-                             int T_, int C, int D, T scale) {
-  std::vector<T> ds(T_), dq_t(D);
-  for (int t = 0; t < T_; t++) {
-    const T* p = att + (size_t)t * T_;
-    const T* dout_t = dout + (size_t)t * C;
-    double pdp = 0;  // sum_u p_u dp_u, the softmax Jacobian's shared term
-    for (int u = 0; u <= t; u++) {
-      ds[u] = dot(dout_t, v + (size_t)u * C, D);
-      pdp += (double)p[u] * ds[u];
-      if (dv) {
-        for (int d = 0; d < D; d++) dv[(size_t)u * C + d] += p[u] * dout_t[d];
-      }
-    }
-    for (int u = 0; u <= t; u++) ds[u] = scale * (p[u] * (ds[u] - T(pdp)));
-    if (dq) {
-      for (int d = 0; d < D; d++) dq_t[d] = 0;
-      for (int u = 0; u <= t; u++) {
-        for (int d = 0; d < D; d++) dq_t[d] += ds[u] * k[(size_t)u * C + d];
-      }
-      for (int d = 0; d < D; d++) dq[(size_t)t * C + d] += dq_t[d];
-    }
-    if (dk) {
-      const T* q_t = q + (size_t)t * C;
-      for (int u = 0; u <= t; u++) {
-        for (int d = 0; d < D; d++) dk[(size_t)u * C + d] += ds[u] * q_t[d];
-      }
-    }
-  }
 }
 
 }  // namespace
@@ -322,44 +254,6 @@ template <typename T> void rope_forward(T* x, int B, int T_, int H, int D, float
 // The rotation is orthogonal, so its gradient is the rotation by -angle.
 template <typename T> void rope_backward(T* dx, int B, int T_, int H, int D, float theta) {
   rope_rotate(dx, B, T_, H, D, theta, -1, "rope_backward");
-}
-
-// =============================================================================================
-// Attention
-
-template <typename T>
-void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, int B, int T_, int C, int H) {
-  require_shape("attention_forward", B, {T_, C, H});
-  require(C % H == 0, "attention_forward", "C (" + std::to_string(C) + ") must be a multiple of H (" +
-                                               std::to_string(H) + ")");
-  const int D = C / H;
-  const T scale = T(1.0 / std::sqrt((double)D));
-  const int64_t rows = (int64_t)B * H * T_;
-  PARALLEL_FOR
-  for (int64_t i = 0; i < rows; i++) {  // one (b, h, t) query row each
-    const int t = (int)(i % T_), h = (int)(i / T_ % H), b = (int)(i / T_ / H);
-    const size_t head = (size_t)b * T_ * C + (size_t)h * D;  // (b, t=0, head h)
-    attention_row_forward(out + head + (size_t)t * C, att + (size_t)i * T_, q + head + (size_t)t * C, k + head,
-                          v + head, t, T_, C, D, scale);
-  }
-}
-
-// Heads own disjoint columns of dq/dk/dv, so (b,h) pairs run in parallel without races.
-template <typename T>
-void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* att,
-                        int B, int T_, int C, int H) {
-  require_shape("attention_backward", B, {T_, C, H});
-  require(C % H == 0, "attention_backward", "C (" + std::to_string(C) + ") must be a multiple of H (" +
-                                                std::to_string(H) + ")");
-  const int D = C / H;
-  const T scale = T(1.0 / std::sqrt((double)D));
-  PARALLEL_FOR
-  for (int bh = 0; bh < B * H; bh++) {
-    const int b = bh / H, h = bh % H;
-    const size_t head = (size_t)b * T_ * C + (size_t)h * D;
-    attention_head_backward(dq ? dq + head : nullptr, dk ? dk + head : nullptr, dv ? dv + head : nullptr,
-                            dout + head, q + head, k + head, v + head, att + (size_t)bh * T_ * T_, T_, C, D, scale);
-  }
 }
 
 // =============================================================================================
@@ -587,9 +481,6 @@ void adamw_update(T* p, const T* g, T* m, T* v, size_t n, float lr, float beta1,
   template void matmul_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                     \
   template void rope_forward<T>(T*, int, int, int, int, float);                                              \
   template void rope_backward<T>(T*, int, int, int, int, float);                                             \
-  template void attention_forward<T>(T*, T*, const T*, const T*, const T*, int, int, int, int);              \
-  template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, \
-                                      int, int);                                                             \
   template void swiglu_forward<T>(T*, const T*, const T*, size_t);                                           \
   template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, size_t);                            \
   template void add_inplace<T>(T*, const T*, size_t);                                                        \

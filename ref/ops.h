@@ -36,7 +36,7 @@ template <typename T> void rope_backward(T* dx, int B, int T_, int H, int D, flo
 
 // Causal softmax attention. q, k, v, out: (B,T,C), head h in columns [h*D,(h+1)*D), D = C/H.
 // att (B,H,T,T): softmax probabilities saved for backward (entries above the diagonal are 0).
-// Scale 1/sqrt(D).
+// Scale 1/sqrt(D). Implemented in attention.cpp (summation order documented there).
 template <typename T>
 void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, int B, int T_, int C, int H);
 // dq, dk, dv (B,T,C) +=

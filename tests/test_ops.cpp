@@ -14,6 +14,7 @@
 #include <cstdint>    // uint64_t
 #include <cstring>    // std::memcmp (bitwise comparisons)
 #include <algorithm>  // std::max
+#include <utility>    // std::pair
 #include <stdexcept>  // std::runtime_error
 #include <vector>     // std::vector
 #ifdef _OPENMP
@@ -21,6 +22,7 @@
 #endif
 
 #include "ref/ops.h"
+#include "ref/vmath.h"  // simd_enabled, set_simd_enabled: both attention code paths
 #include "tests/gradcheck.h"
 
 namespace {
@@ -560,6 +562,157 @@ TEST_CASE("ops: fp32 results do not depend on the thread count") {
   const Fp32Run one = run_fp32_ops(1), two = run_fp32_ops(2), three = run_fp32_ops(3);
   check_same(one, two);
   check_same(one, three);
+}
+
+// =============================================================================================
+// fp32 attention (ref/attention.cpp): its 8-lane SIMD code and its portable code must give the
+// same bits, for any thread count, on shapes that exercise every code path: head dims with and
+// without a tail past a multiple of 8 and with several 32-column blocks, sequence lengths that are
+// not multiples of 8 or of the 16-row work items, probabilities that underflow, and gradients
+// that share memory. A naive double attention written here is the accuracy oracle.
+
+namespace {
+struct AttnShape {
+  int B, T, C, H;
+  double range;  // q, k uniform in [-range, range]
+};
+
+// Straight from the formulas: s = q.k / sqrt(D), p = softmax over u <= t, out = p v; backward by
+// the chain rule. Gradients are returned (not accumulated).
+struct NaiveAttention {
+  Vec out, dq, dk, dv;
+  NaiveAttention(const Vec& q, const Vec& k, const Vec& v, const Vec& dout, int B, int T, int C, int H)
+      : out(q.size()), dq(q.size()), dk(q.size()), dv(q.size()) {
+    const int D = C / H;
+    for (int b = 0; b < B; b++) {
+      for (int h = 0; h < H; h++) {
+        auto at = [&](const Vec& x, int t, int d) { return x[((size_t)b * T + t) * C + h * D + d]; };
+        auto ref_of = [&](Vec& x, int t, int d) -> double& { return x[((size_t)b * T + t) * C + h * D + d]; };
+        for (int t = 0; t < T; t++) {
+          Vec p(t + 1), dp(t + 1);
+          double mx = -1e300, z = 0, pdp = 0;
+          for (int u = 0; u <= t; u++) {
+            double s = 0;
+            for (int d = 0; d < D; d++) s += at(q, t, d) * at(k, u, d);
+            p[u] = s / std::sqrt((double)D);
+            mx = std::max(mx, p[u]);
+          }
+          for (int u = 0; u <= t; u++) z += p[u] = std::exp(p[u] - mx);
+          for (int u = 0; u <= t; u++) {
+            p[u] /= z;
+            for (int d = 0; d < D; d++) {
+              ref_of(out, t, d) += p[u] * at(v, u, d);
+              dp[u] += at(dout, t, d) * at(v, u, d);
+              ref_of(dv, u, d) += p[u] * at(dout, t, d);
+            }
+            pdp += p[u] * dp[u];
+          }
+          for (int u = 0; u <= t; u++) {
+            const double ds = p[u] * (dp[u] - pdp) / std::sqrt((double)D);
+            for (int d = 0; d < D; d++) {
+              ref_of(dq, t, d) += ds * at(k, u, d);
+              ref_of(dk, u, d) += ds * at(q, t, d);
+            }
+          }
+        }
+      }
+    }
+  }
+};
+
+struct AttnRun {
+  std::vector<float> out, att, dq, dk, dv, dshared;
+};
+
+// Forward and backward in fp32 with `threads` threads, SIMD code on or off. dq, dk, dv start from
+// random values (backward adds); dshared is one gradient buffer passed as dq, dk and dv at once,
+// with q = k = v (the aliasing that the layer test Chain uses).
+AttnRun run_attention(const AttnShape& s, int threads, bool simd) {
+  Threads scope(threads);
+  const bool was = ref::simd_enabled();
+  ref::set_simd_enabled(simd);
+  const size_t n = (size_t)s.B * s.T * s.C;
+  const std::vector<float> q = to_float(rnd(n, 131, -s.range, s.range)), k = to_float(rnd(n, 132, -s.range, s.range)),
+                           v = to_float(rnd(n, 133)), dout = to_float(rnd(n, 134));
+  AttnRun r;
+  r.out.resize(n);
+  r.att.assign((size_t)s.B * s.H * s.T * s.T, 42.0f);
+  r.dq = to_float(rnd(n, 135));
+  r.dk = to_float(rnd(n, 136));
+  r.dv = to_float(rnd(n, 137));
+  ref::attention_forward(r.out.data(), r.att.data(), q.data(), k.data(), v.data(), s.B, s.T, s.C, s.H);
+  ref::attention_backward(r.dq.data(), r.dk.data(), r.dv.data(), dout.data(), q.data(), k.data(), v.data(),
+                          r.att.data(), s.B, s.T, s.C, s.H);
+  std::vector<float> out2(n), att2(r.att.size());
+  r.dshared = to_float(rnd(n, 138));
+  ref::attention_forward(out2.data(), att2.data(), q.data(), q.data(), q.data(), s.B, s.T, s.C, s.H);
+  ref::attention_backward(r.dshared.data(), r.dshared.data(), r.dshared.data(), dout.data(), q.data(), q.data(),
+                          q.data(), att2.data(), s.B, s.T, s.C, s.H);
+  ref::set_simd_enabled(was);
+  return r;
+}
+
+const AttnShape ATTN_SHAPES[] = {
+    {2, 37, 60, 3, 1.5},   // D = 20: two 8-column chunks and a tail of 4
+    {1, 70, 128, 2, 1.5},  // D = 64: two 32-column blocks; T past 4 work items
+    {3, 19, 52, 4, 1.5},   // D = 13
+    {1, 9, 160, 4, 1.5},   // D = 40: a 32-column block and one chunk
+    {2, 33, 128, 4, 12.0}, // D = 32 (the presets' head size); large scores: many p underflow
+    {1, 5, 12, 4, 1.5},    // D = 3: no full chunk at all
+};
+}  // namespace
+
+TEST_CASE("ops: fp32 attention is bitwise identical for 1, 2, 3 threads and for the SIMD and portable code") {
+  if (!ref::simd_available()) MESSAGE("this CPU/build has no AVX2 code: only the portable code is compared");
+#ifndef _OPENMP
+  MESSAGE("built without OpenMP: only one thread count to compare");
+#endif
+  for (const AttnShape& s : ATTN_SHAPES) {
+    CAPTURE(s.T);
+    CAPTURE(s.C);
+    CAPTURE(s.H);
+    const AttnRun base = run_attention(s, 1, false);
+    for (const auto& [threads, simd] : {std::pair{2, false}, {1, true}, {2, true}, {3, true}}) {
+      CAPTURE(threads);
+      CAPTURE(simd);
+      const AttnRun r = run_attention(s, threads, simd);
+      CHECK(bitwise_equal(r.out, base.out));
+      CHECK(bitwise_equal(r.att, base.att));
+      CHECK(bitwise_equal(r.dq, base.dq));
+      CHECK(bitwise_equal(r.dk, base.dk));
+      CHECK(bitwise_equal(r.dv, base.dv));
+      CHECK(bitwise_equal(r.dshared, base.dshared));
+    }
+  }
+}
+
+TEST_CASE("ops: fp32 attention (SIMD and portable) matches a naive double attention") {
+  // Budget 1e-5 of each tensor's largest value, as for the float/double layer test above; the
+  // sums here have up to 70 terms of fp32 rounding (6e-8 each), honest code lands near 1e-6.
+  for (const AttnShape& s : ATTN_SHAPES) {
+    CAPTURE(s.T);
+    CAPTURE(s.C);
+    const size_t n = (size_t)s.B * s.T * s.C;
+    const Vec q = rnd(n, 131, -s.range, s.range), k = rnd(n, 132, -s.range, s.range), v = rnd(n, 133),
+              dout = rnd(n, 134);
+    // the fp32 inputs, widened: the oracle sees exactly what the float code sees
+    auto widen = [](const Vec& x) {
+      const std::vector<float> f = to_float(x);
+      return Vec(f.begin(), f.end());
+    };
+    const NaiveAttention want(widen(q), widen(k), widen(v), widen(dout), s.B, s.T, s.C, s.H);
+    const Vec dq0 = widen(rnd(n, 135)), dk0 = widen(rnd(n, 136)), dv0 = widen(rnd(n, 137));
+    for (bool simd : {false, true}) {
+      CAPTURE(simd);
+      const AttnRun r = run_attention(s, 2, simd);
+      const Vec got_dq = minus(Vec(r.dq.begin(), r.dq.end()), dq0), got_dk = minus(Vec(r.dk.begin(), r.dk.end()), dk0),
+                got_dv = minus(Vec(r.dv.begin(), r.dv.end()), dv0);
+      CHECK(max_scaled_diff(r.out, want.out) < 1e-5);
+      CHECK(max_scaled_diff(to_float(got_dq), want.dq) < 1e-5);
+      CHECK(max_scaled_diff(to_float(got_dk), want.dk) < 1e-5);
+      CHECK(max_scaled_diff(to_float(got_dv), want.dv) < 1e-5);
+    }
+  }
 }
 
 // =============================================================================================

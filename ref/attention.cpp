@@ -1,0 +1,380 @@
+// attention.cpp — causal softmax attention of ref/ops.h on the CPU, forward and backward.
+//
+// One (batch b, head h) at a time: rows of q/k/v/out are C apart and the head's D = C/H columns
+// start at the pointer given. Only the causal triangle (key u <= query t) is computed.
+//
+// Numerics (docs/MODEL.md section 9). Every result is defined by the portable code below (the
+// `*_portable` functions, templated on T); the AVX2+FMA code (`*_avx2`, float only, chosen at run
+// time by simd_enabled(), ref/vmath.h) performs the same IEEE operations in the same order, so the
+// two give bit-identical results (tests/test_ops.cpp checks it), and so does any thread count
+// (each output element is computed by one thread; threads split (b,h) pairs or query rows).
+//  - dot products over the head dimension (scores q_t.k_u, and dout_t.v_u in backward) use 8 lanes:
+//    lane j accumulates the terms i = j, j+8, j+16, ... in increasing i with fused multiply-adds,
+//    starting from 0, the last block padded with zeros to 8; then the lanes combine as
+//    ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) (dot8);
+//  - weighted sums along the sequence (out_t = sum_u p_tu v_u, dq_t = sum_u ds_tu k_u) accumulate
+//    each element from 0 in increasing u with fused multiply-adds; dk_u and dv_u accumulate into
+//    the caller's gradient in increasing query row t (dk_u <- fma(ds_tu, q_t, dk_u)); dq_t adds its
+//    sum to the caller's dq at the end of row t;
+//  - softmax: scores s = scale * dot8; e = vexp(s - max) (ref/vmath.h, < 1 ulp); the normaliser
+//    and the backward's sum_u p_u dp_u accumulate in double in the same 8-lane pattern over u
+//    (sum8); p = e * float(1 / sum).
+// T = double (gradient checks) runs the portable code with std::exp and std::fma in double.
+#include <algorithm>    // std::fill, std::max
+#include <cmath>        // std::fma, std::exp, std::sqrt
+#include <cstdint>      // int64_t
+#include <stdexcept>    // std::runtime_error
+#include <string>       // std::string, std::to_string
+#include <type_traits>  // std::is_same
+#include <vector>       // std::vector (per-thread scratch)
+
+#include "ref/ops.h"
+#include "ref/vmath.h"
+
+namespace ref {
+namespace {
+
+void check_shape(const char* op, int B, int T_, int C, int H) {
+  auto fail = [op](const std::string& what) { throw std::runtime_error(std::string("ref::") + op + ": " + what); };
+  if (B < 0) fail("row count (N or B) must be >= 0, got " + std::to_string(B));
+  for (int d : {T_, C, H}) {
+    if (d <= 0) fail("every width must be > 0, got " + std::to_string(d));
+  }
+  if (C % H != 0) fail("C (" + std::to_string(C) + ") must be a multiple of H (" + std::to_string(H) + ")");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable code: the definition of every result.
+
+// ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)): how 8 lanes of partial sums combine.
+template <typename S> inline S tree8(const S* l) { return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])); }
+
+// a . b over n elements: lane j sums i = j (mod 8) in increasing i with FMAs, zero-padded to a
+// multiple of 8 (fma(0, 0, l) is part of the definition: it turns a lane's -0 into +0).
+template <typename T> inline T dot8(const T* a, const T* b, int n) {
+  T l[8] = {};
+  for (int i = 0; i < n; i += 8) {
+    for (int j = 0; j < 8; j++) {
+      const bool in = i + j < n;
+      l[j] = std::fma(in ? a[i + j] : T(0), in ? b[i + j] : T(0), l[j]);
+    }
+  }
+  return tree8(l);
+}
+
+// sum_{u<n} x_u in double: lane j sums u = j (mod 8) in increasing u, then tree8.
+template <typename T> inline double sum8(const T* x, int n) {
+  double l[8] = {};
+  for (int u = 0; u < n; u += 8) {
+    for (int j = 0; j < 8 && u + j < n; j++) l[j] += (double)x[u + j];
+  }
+  return tree8(l);
+}
+
+// sum_{u<n} x_u y_u in double, the same pattern (for float inputs every product is exact).
+template <typename T> inline double dotsum8(const T* x, const T* y, int n) {
+  double l[8] = {};
+  for (int u = 0; u < n; u += 8) {
+    for (int j = 0; j < 8 && u + j < n; j++) l[j] += (double)x[u + j] * (double)y[u + j];
+  }
+  return tree8(l);
+}
+
+inline float exp_of(float x) { return vexp(x); }
+inline double exp_of(double x) { return std::exp(x); }
+
+// Query row t of one head: att_row (T_) = causal softmax of scale * q_t . k_u, out_t = sum_u p_u v_u.
+template <typename T>
+void row_forward_portable(T* out_t, T* att_row, const T* q_t, const T* k, const T* v, int t, int T_, int C, int D,
+                          T scale) {
+  for (int u = 0; u <= t; u++) att_row[u] = scale * dot8(q_t, k + (size_t)u * C, D);
+  T mx = att_row[0];  // the max keeps exp from overflowing (exact: any order gives the same max)
+  for (int u = 1; u <= t; u++) mx = att_row[u] > mx ? att_row[u] : mx;
+  for (int u = 0; u <= t; u++) att_row[u] = exp_of(att_row[u] - mx);
+  const T inv = T(1.0 / sum8(att_row, t + 1));
+  for (int u = 0; u <= t; u++) att_row[u] *= inv;
+  std::fill(att_row + t + 1, att_row + T_, T(0));  // masked: the future is not attended
+  std::fill(out_t, out_t + D, T(0));  // each out_t[d] sums u = 0..t in order
+  for (int u = 0; u <= t; u++) {
+    const T* v_u = v + (size_t)u * C;
+    for (int d = 0; d < D; d++) out_t[d] = std::fma(att_row[u], v_u[d], out_t[d]);
+  }
+}
+
+// Backward of one (b,h). With p = att row t and s = scale * q_t . k_u the pre-softmax scores:
+//   dv_u += p_tu dout_t ;  dp_tu = dout_t . v_u ;  ds_tu = scale * (p_tu (dp_tu - sum_u' p_tu' dp_tu'))
+//   dq_t += sum_u ds_tu k_u ;  dk_u += ds_tu q_t
+// Rows run in increasing t; within row t, for each u: dv_u then dk_u (this order also holds when
+// the gradients share memory); dq_t at the end of the row. ds (T_) and acc (D) are scratch.
+template <typename T>
+void head_backward_portable(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* att,
+                            int T_, int C, int D, T scale, T* ds, T* acc) {
+  for (int t = 0; t < T_; t++) {
+    const T* p = att + (size_t)t * T_;
+    const T* dout_t = dout + (size_t)t * C;
+    const T* q_t = q + (size_t)t * C;
+    for (int u = 0; u <= t; u++) ds[u] = dot8(dout_t, v + (size_t)u * C, D);
+    const T pdp = T(dotsum8(p, ds, t + 1));  // the softmax Jacobian's shared term
+    for (int u = 0; u <= t; u++) ds[u] = scale * (p[u] * (ds[u] - pdp));
+    std::fill(acc, acc + D, T(0));
+    for (int u = 0; u <= t; u++) {
+      const size_t off = (size_t)u * C;
+      for (int d = 0; d < D; d++) {
+        if (dv) dv[off + d] = std::fma(p[u], dout_t[d], dv[off + d]);
+        if (dq) acc[d] = std::fma(ds[u], k[off + d], acc[d]);
+        if (dk) dk[off + d] = std::fma(ds[u], q_t[d], dk[off + d]);
+      }
+    }
+    if (dq) {
+      for (int d = 0; d < D; d++) dq[(size_t)t * C + d] += acc[d];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2 + FMA code (float): the same operations as the portable code, 8 at a time.
+#if LFMOE_X86_SIMD
+
+// Lane j of the result = tree8 of a[j]'s lanes: the hadd/permute pattern pairs (0,1) (2,3) (4,5)
+// (6,7), then (01,23) (45,67), then (0123,4567), exactly as tree8.
+LFMOE_TARGET_AVX2 inline __m256 reduce8x8(const __m256* a) {
+  const __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 g0 = _mm256_hadd_ps(h01, h23), g1 = _mm256_hadd_ps(h45, h67);
+  return _mm256_add_ps(_mm256_permute2f128_ps(g0, g1, 0x20), _mm256_permute2f128_ps(g0, g1, 0x31));
+}
+
+// mask of the first n (0..8) lanes
+LFMOE_TARGET_AVX2 inline __m256i first_lanes(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// out[j] = dot8(x, rows + u_j * C, D) for the 8 rows u_j = min(u0 + j, last), stored for j <= last - u0.
+LFMOE_TARGET_AVX2 inline void dots8(float* out, const float* x, const float* rows, int u0, int last, int C, int D,
+                                   float scale, bool scaled) {
+  const float* r[8];
+  for (int j = 0; j < 8; j++) r[j] = rows + (size_t)std::min(u0 + j, last) * C;
+  __m256 acc[8];
+  for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= D; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r[j] + i), acc[j]);
+  }
+  if (i < D) {  // zero-padded last block, as in dot8
+    const __m256i m = first_lanes(D - i);
+    const __m256 xv = _mm256_maskload_ps(x + i, m);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(xv, _mm256_maskload_ps(r[j] + i, m), acc[j]);
+  }
+  __m256 s = reduce8x8(acc);
+  if (scaled) s = _mm256_mul_ps(_mm256_set1_ps(scale), s);
+  const int n = last - u0 + 1;
+  if (n >= 8) {
+    _mm256_storeu_ps(out + u0, s);
+  } else {
+    _mm256_maskstore_ps(out + u0, first_lanes(n), s);
+  }
+}
+
+// out[d] = sum_u p[u] * v[u*C + d] for d in [d0, d0 + 8*NC), u = 0..t, from 0 in increasing u.
+template <int NC>
+LFMOE_TARGET_AVX2 inline void weighted_sum_block(float* out, const float* p, const float* v, int t, int C, int d0) {
+  __m256 acc[NC];
+  for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+  for (int u = 0; u <= t; u++) {
+    const __m256 pu = _mm256_set1_ps(p[u]);
+    const float* vu = v + (size_t)u * C + d0;
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_fmadd_ps(pu, _mm256_loadu_ps(vu + 8 * c), acc[c]);
+  }
+  for (int c = 0; c < NC; c++) _mm256_storeu_ps(out + d0 + 8 * c, acc[c]);
+}
+
+LFMOE_TARGET_AVX2 void row_forward_avx2(float* out_t, float* att_row, const float* q_t, const float* k,
+                                        const float* v, int t, int T_, int C, int D, float scale) {
+  for (int u0 = 0; u0 <= t; u0 += 8) dots8(att_row, q_t, k, u0, t, C, D, scale, true);
+  const int n = t + 1, full = n / 8 * 8;
+  __m256 mv = _mm256_set1_ps(att_row[0]);
+  for (int u = 0; u < full; u += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(att_row + u));
+  float m8[8];
+  _mm256_storeu_ps(m8, mv);
+  float mx = m8[0];
+  for (int j = 1; j < 8; j++) mx = m8[j] > mx ? m8[j] : mx;
+  for (int u = full; u < n; u++) mx = att_row[u] > mx ? att_row[u] : mx;
+  const __m256 mxv = _mm256_set1_ps(mx);
+  for (int u = 0; u < full; u += 8) _mm256_storeu_ps(att_row + u, vexp8(_mm256_sub_ps(_mm256_loadu_ps(att_row + u), mxv)));
+  for (int u = full; u < n; u++) att_row[u] = vexp(att_row[u] - mx);
+  const float inv = float(1.0 / sum8(att_row, n));
+  const __m256 invv = _mm256_set1_ps(inv);
+  for (int u = 0; u < full; u += 8) _mm256_storeu_ps(att_row + u, _mm256_mul_ps(_mm256_loadu_ps(att_row + u), invv));
+  for (int u = full; u < n; u++) att_row[u] *= inv;
+  std::fill(att_row + n, att_row + T_, 0.0f);
+  int d0 = 0;
+  for (; d0 + 32 <= D; d0 += 32) weighted_sum_block<4>(out_t, att_row, v, t, C, d0);
+  switch ((D - d0) / 8) {
+    case 3: weighted_sum_block<3>(out_t, att_row, v, t, C, d0); break;
+    case 2: weighted_sum_block<2>(out_t, att_row, v, t, C, d0); break;
+    case 1: weighted_sum_block<1>(out_t, att_row, v, t, C, d0); break;
+    default: break;
+  }
+  for (int d = D / 8 * 8; d < D; d++) {  // columns past the last multiple of 8
+    float acc = 0;
+    for (int u = 0; u <= t; u++) acc = std::fma(att_row[u], v[(size_t)u * C + d], acc);
+    out_t[d] = acc;
+  }
+}
+
+// Row t's updates of dv, dq, dk for columns [d0, d0 + 8*NC): per u, dv_u then dk_u, as in the
+// portable code; dq_t at the end.
+template <int NC>
+LFMOE_TARGET_AVX2 inline void backward_block(float* dq, float* dk, float* dv, const float* dout_t, const float* q_t,
+                                             const float* k, const float* p, const float* ds, int t, int C, int d0) {
+  __m256 g[NC], qt[NC], acc[NC];
+  for (int c = 0; c < NC; c++) {
+    g[c] = _mm256_loadu_ps(dout_t + d0 + 8 * c);
+    qt[c] = _mm256_loadu_ps(q_t + d0 + 8 * c);
+    acc[c] = _mm256_setzero_ps();
+  }
+  for (int u = 0; u <= t; u++) {
+    const __m256 pu = _mm256_set1_ps(p[u]), su = _mm256_set1_ps(ds[u]);
+    const size_t off = (size_t)u * C + d0;
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+      if (dv) _mm256_storeu_ps(dv + off + 8 * c, _mm256_fmadd_ps(pu, g[c], _mm256_loadu_ps(dv + off + 8 * c)));
+      if (dq) acc[c] = _mm256_fmadd_ps(su, _mm256_loadu_ps(k + off + 8 * c), acc[c]);
+      if (dk) _mm256_storeu_ps(dk + off + 8 * c, _mm256_fmadd_ps(su, qt[c], _mm256_loadu_ps(dk + off + 8 * c)));
+    }
+  }
+  if (dq) {
+    float* dqt = dq + (size_t)t * C + d0;
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(dqt + 8 * c, _mm256_add_ps(_mm256_loadu_ps(dqt + 8 * c), acc[c]));
+  }
+}
+
+LFMOE_TARGET_AVX2 void head_backward_avx2(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                          const float* k, const float* v, const float* att, int T_, int C, int D,
+                                          float scale, float* ds) {
+  for (int t = 0; t < T_; t++) {
+    const float* p = att + (size_t)t * T_;
+    const float* dout_t = dout + (size_t)t * C;
+    const float* q_t = q + (size_t)t * C;
+    for (int u0 = 0; u0 <= t; u0 += 8) dots8(ds, dout_t, v, u0, t, C, D, 0.0f, false);
+    const int n = t + 1, full = n / 8 * 8;
+    const float pdp = float(dotsum8(p, ds, n));
+    const __m256 pdpv = _mm256_set1_ps(pdp), sv = _mm256_set1_ps(scale);
+    for (int u = 0; u < full; u += 8) {
+      const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(p + u), _mm256_sub_ps(_mm256_loadu_ps(ds + u), pdpv));
+      _mm256_storeu_ps(ds + u, _mm256_mul_ps(sv, x));
+    }
+    for (int u = full; u < n; u++) ds[u] = scale * (p[u] * (ds[u] - pdp));
+    int d0 = 0;
+    for (; d0 + 32 <= D; d0 += 32) backward_block<4>(dq, dk, dv, dout_t, q_t, k, p, ds, t, C, d0);
+    switch ((D - d0) / 8) {
+      case 3: backward_block<3>(dq, dk, dv, dout_t, q_t, k, p, ds, t, C, d0); break;
+      case 2: backward_block<2>(dq, dk, dv, dout_t, q_t, k, p, ds, t, C, d0); break;
+      case 1: backward_block<1>(dq, dk, dv, dout_t, q_t, k, p, ds, t, C, d0); break;
+      default: break;
+    }
+    for (int d = D / 8 * 8; d < D; d++) {  // columns past the last multiple of 8
+      float acc = 0;
+      for (int u = 0; u <= t; u++) {
+        const size_t ud = (size_t)u * C + d;
+        if (dv) dv[ud] = std::fma(p[u], dout_t[d], dv[ud]);
+        if (dq) acc = std::fma(ds[u], k[ud], acc);
+        if (dk) dk[ud] = std::fma(ds[u], q_t[d], dk[ud]);
+      }
+      if (dq) dq[(size_t)t * C + d] += acc;
+    }
+  }
+}
+#endif  // LFMOE_X86_SIMD
+
+#if LFMOE_X86_SIMD
+constexpr bool HAVE_AVX2_CODE = true;
+#else
+constexpr bool HAVE_AVX2_CODE = false;
+// never called: lets the dispatch below compile where there is no AVX2 code
+inline void row_forward_avx2(float*, float*, const float*, const float*, const float*, int, int, int, int, float) {}
+inline void head_backward_avx2(float*, float*, float*, const float*, const float*, const float*, const float*,
+                               const float*, int, int, int, float, float*) {}
+#endif
+
+// Forward work items: ROW_BLOCK query rows of one (b,h); threads take them round-robin.
+constexpr int ROW_BLOCK = 16;
+
+}  // namespace
+
+template <typename T>
+void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, int B, int T_, int C, int H) {
+  check_shape("attention_forward", B, T_, C, H);
+  const int D = C / H;
+  const T scale = T(1.0 / std::sqrt((double)D));
+  const bool simd = HAVE_AVX2_CODE && simd_enabled();
+  const int blocks = (T_ + ROW_BLOCK - 1) / ROW_BLOCK;
+  const int64_t items = (int64_t)B * H * blocks;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1)
+#endif
+  for (int64_t it = 0; it < items; it++) {
+    const int bh = (int)(it / blocks), b = bh / H, h = bh % H;
+    const int t0 = (int)(it % blocks) * ROW_BLOCK, t1 = std::min(t0 + ROW_BLOCK, T_);
+    const size_t head = (size_t)b * T_ * C + (size_t)h * D;  // (b, t=0, head h)
+    for (int t = t0; t < t1; t++) {
+      T* out_t = out + head + (size_t)t * C;
+      T* att_row = att + ((size_t)bh * T_ + t) * T_;
+      const T* q_t = q + head + (size_t)t * C;
+      if constexpr (std::is_same<T, float>::value) {
+        if (simd) {
+          row_forward_avx2(out_t, att_row, q_t, k + head, v + head, t, T_, C, D, scale);
+          continue;
+        }
+      }
+      row_forward_portable(out_t, att_row, q_t, k + head, v + head, t, T_, C, D, scale);
+    }
+  }
+}
+
+// Heads own disjoint columns of dq/dk/dv, so (b,h) pairs run in parallel without races; within a
+// head, dk and dv sum over query rows in order, so a head is one thread's work.
+template <typename T>
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* att,
+                        int B, int T_, int C, int H) {
+  check_shape("attention_backward", B, T_, C, H);
+  const int D = C / H;
+  const T scale = T(1.0 / std::sqrt((double)D));
+  const bool simd = HAVE_AVX2_CODE && simd_enabled();
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+  for (int bh = 0; bh < B * H; bh++) {
+    static thread_local std::vector<T> scratch;  // ds (T_) and acc (D), grown once per thread
+    if (scratch.size() < (size_t)(T_ + D)) scratch.resize(T_ + D);
+    const int b = bh / H, h = bh % H;
+    const size_t head = (size_t)b * T_ * C + (size_t)h * D;
+    T* dqh = dq ? dq + head : nullptr;
+    T* dkh = dk ? dk + head : nullptr;
+    T* dvh = dv ? dv + head : nullptr;
+    const T* atth = att + (size_t)bh * T_ * T_;
+    if constexpr (std::is_same<T, float>::value) {
+      if (simd) {
+        head_backward_avx2(dqh, dkh, dvh, dout + head, q + head, k + head, v + head, atth, T_, C, D, scale,
+                           scratch.data());
+        continue;
+      }
+    }
+    head_backward_portable(dqh, dkh, dvh, dout + head, q + head, k + head, v + head, atth, T_, C, D, scale,
+                           scratch.data(), scratch.data() + T_);
+  }
+}
+
+template void attention_forward<float>(float*, float*, const float*, const float*, const float*, int, int, int, int);
+template void attention_forward<double>(double*, double*, const double*, const double*, const double*, int, int, int,
+                                        int);
+template void attention_backward<float>(float*, float*, float*, const float*, const float*, const float*,
+                                        const float*, const float*, int, int, int, int);
+template void attention_backward<double>(double*, double*, double*, const double*, const double*, const double*,
+                                         const double*, const double*, int, int, int, int);
+
+}  // namespace ref
