@@ -4,10 +4,10 @@
 
 CXX      ?= g++
 BUILD    := build
-# -ffp-contract=off: no fused multiply-adds, so every product is rounded exactly as the reference
-# documents and the numbers do not depend on the instruction set. NATIVE=1 (default) lets GCC use
-# this CPU's vector width (AVX2/AVX-512): ~1.7x faster GEMMs with bit-identical results, since sums
-# are never reassociated. NATIVE=0 builds a portable binary.
+# -ffp-contract=off: the compiler fuses nothing on its own; the kernels' FMAs are explicit (std::fma
+# or AVX2 FMA, the same operation), so the numbers do not depend on the instruction set. The AVX2
+# code is chosen at run time (LFMOE_SIMD=0 forces the portable code, same bits). NATIVE=1 (default)
+# also lets GCC use this CPU's vector width elsewhere; NATIVE=0 builds a portable binary.
 NATIVE   ?= 1
 CXXFLAGS := -std=c++17 -O2 -g -Wall -Wextra -ffp-contract=off -I. $(if $(filter 1,$(NATIVE)),-march=native) $(EXTRA_CXXFLAGS)
 LDLIBS   :=

@@ -2,9 +2,8 @@
 //
 // Numerics (docs/MODEL.md section 9):
 //  - plain IEEE arithmetic in T (float for training, double for gradient checks), no fast-math;
-//  - dot products (matmul) accumulate in T, as a GEMM would, in a fixed order (increasing index),
-//    so the reference is what a careful fp32 kernel computes (attention, in ref/attention.cpp,
-//    documents its own fixed order);
+//  - matmuls go through ref/gemm.h: one fma per term in increasing k (attention, in
+//    ref/attention.cpp, documents its own fixed order); vector and portable paths give the same bits;
 //  - per-row statistics (RMSNorm's mean square, softmax normalisers, the loss) accumulate in
 //    double: they are cheap, and it keeps the reference close to the exact value that the CUDA
 //    tree reductions approximate from the other side;
