@@ -883,7 +883,9 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
       case kAny: ok = sp < n && text[sp] != '\n'; if (ok) { sp++; pc++; } break;
       case kSplit: stack.emplace_back(in.b, sp); pc = in.a; break;
       case kJmp: pc = in.a; break;
-      case kBol: ok = sp == 0 || text[sp - 1] == '\n'; pc++; break;
+      // ^ after a '\n' but not at the very end of the text: Oniguruma's rule (HF: /\n^/ does
+      // not match the final newline of "a\n").
+      case kBol: ok = sp == 0 || (text[sp - 1] == '\n' && sp < n); pc++; break;
       case kEol: ok = sp == n || text[sp] == '\n'; pc++; break;
       case kLook: {
         uint32_t e;
@@ -942,11 +944,12 @@ bool Regex::match_at(const std::vector<uint32_t>& text, uint32_t pos, uint32_t* 
   return run(0, text, pos, end, stack, budget);
 }
 
-void Regex::find_all(const std::vector<uint32_t>& text, std::vector<std::pair<uint32_t, uint32_t>>& out) const {
+uint64_t Regex::find_all(const std::vector<uint32_t>& text, std::vector<std::pair<uint32_t, uint32_t>>& out) const {
   out.clear();
   std::vector<std::pair<uint32_t, uint32_t>> stack;
   const uint32_t n = (uint32_t)text.size();
   Budget budget = search_budget(n);
+  const uint64_t steps_given = budget.steps_left;
   uint32_t search_from = 0;
   bool have_last = false;
   uint32_t last_match_end = 0;
@@ -969,6 +972,7 @@ void Regex::find_all(const std::vector<uint32_t>& text, std::vector<std::pair<ui
     have_last = true;
     last_match_end = e;
   }
+  return steps_given - budget.steps_left;
 }
 
 }  // namespace ref

@@ -53,12 +53,13 @@ class Regex {
   //     such limit by default; real tokenizer patterns take a few dozen steps per code point).
   static constexpr uint64_t kRetryLimitInMatch = 10000000;
   static constexpr uint64_t kSearchStepBase = 100000000;
-  static constexpr uint64_t kSearchStepsPerCodePoint = 2000;
+  static constexpr uint64_t kSearchStepsPerCodePoint = 1000;
 
   // All non-overlapping matches in text, as [start, end) code point index pairs, with the same
   // rules as Oniguruma's find_iter in the Rust onig crate (an empty match right after the
   // previous match is skipped by advancing one code point). Thread-safe (const, no shared state).
-  void find_all(const std::vector<uint32_t>& text, std::vector<std::pair<uint32_t, uint32_t>>& out) const;
+  // Returns the VM steps the search took (to compare with the budget above).
+  uint64_t find_all(const std::vector<uint32_t>& text, std::vector<std::pair<uint32_t, uint32_t>>& out) const;
 
   // Whether the pattern matches starting exactly at pos; sets *end to the match end. Same
   // budget as find_all (the step budget counts text.size() code points).

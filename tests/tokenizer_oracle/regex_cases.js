@@ -40,6 +40,8 @@ const SAME = [
   // Quantifier targets Oniguruma accepts: a sequence or a (capturing / option / atomic) group around a look-ahead.
   ['(?:(?=a)b)+', ['abab ba']], ['((?=a)){2}a', ['aa ba']], ['(?>(?=a)){1,2}a', ['aa ba']], ['(?:^a)*b', ['ab\nab b']],
   ['(?:^$){2}x', ['x\n\nx']],
+  // ^ matches after a newline but not at the end of the text (found by the fuzzer).
+  ['\\n^', ['a\n\nb\n']], ['^', ['a\nb\n', '\n', '']], ['\\n?(?>^)', ['x\n.\n']], ['$', ['a\nb\n']],
   // Nested repeats are accepted (the budget guards them).
   ['(a+)+', ['aaa b aa']], ['(a+)+b', ['aaaaaaaaaaaaaaaaaaaa', 'aaab']], ['(?:a|aa)+b', ['a'.repeat(20), 'aaaab']],
   ['(?:\\w+\\s?)+$', ['word word word word!']],
@@ -164,7 +166,7 @@ function genPattern(r, depth) {
     } else {
       atom = pick(ATOMS);
     }
-    if (r() < 0.4) atom += pick(QUANTS);
+    if (r() < (atom === '^' || atom === '$' ? 0.05 : 0.4)) atom += pick(QUANTS);  // both refuse a quantified anchor
     out += atom;
   }
   return out;
