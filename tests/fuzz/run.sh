@@ -7,7 +7,8 @@
 # out-of-memory (> 2 GB); the input is saved as build-fuzz/artifacts/<name>/crash-* (or timeout-*,
 # oom-*). Reproduce it with build-fuzz/fuzz_<name> FILE, then make it a regression test: copy it to
 # tests/fuzz/regressions/<name>/ (docs/RELIABILITY.md).
-# FUZZ_ONLY="json regex" runs only those harnesses; FUZZ_JOBS is not used: one process at a time.
+# FUZZ_ONLY="json regex" runs only those harnesses; FUZZ_RUNS=N stops each after N inputs (or SECONDS,
+# whichever comes first). One harness at a time, one process each.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 SECS=${1:-60}
@@ -41,7 +42,7 @@ for n in ${FUZZ_ONLY:-$names}; do
   # The first directory collects what the run learns (build-fuzz/corpus/<name>: kept between runs,
   # not committed); the others are read only.
   log="$OUT/artifacts/$n/log.txt"
-  "$OUT/fuzz_$n" -max_total_time="$SECS" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+  "$OUT/fuzz_$n" -max_total_time="$SECS" -runs="${FUZZ_RUNS:--1}" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -malloc_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$n/" $dict "$OUT/corpus/$n" $seeds >"$log" 2>&1
   rc=$?
   execs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')
