@@ -91,6 +91,11 @@ $(BUILD)/tests/%.o: tests/%.cpp $(REF_HDR) $(wildcard tests/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
+# the tools share tools/cli.h (strict number parsing)
+$(BUILD)/tools/%.o: tools/%.cpp $(REF_HDR) $(wildcard tools/*.h) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
 $(BUILD)/cuda/%.o: cuda/%.cu $(REF_HDR) $(wildcard cuda/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
