@@ -1129,6 +1129,18 @@ def cmd_selftest():
             fails = [x for x in txt.splitlines() if x.startswith('FAIL:')]
             print(f'selftest corruption [{name}]: {"caught" if ok else "NOT CAUGHT"}  {fails[0] if fails else ""}')
             bad += not ok
+        # a version 1 dump (step 0 / micro-batch 0 routers only) is refused, saying what to do
+        d1, meta1 = read_safetensors(base)
+        v1 = os.path.join(tmp, 'v1.safetensors')
+        write_safetensors(v1, {k: v for k, v in d1.items() if '/mb' not in k}, dict(meta1, version='1'))
+        try:
+            quiet(cmd_check, v1, False)
+            msg = 'accepted'
+        except DumpError as e:
+            msg = str(e)
+        ok = 'this checker reads version 2' in msg and 'regenerate' in msg
+        print(f'selftest version 1 dump: {"refused, PASS" if ok else "WRONG"}  {msg}')
+        bad += not ok
         # an exact tie (two equal router rows) resolved the other way is a near-tie, not a failure
         tie = os.path.join(tmp, 'tie.safetensors')
         write_fake_dump(tie, selftest_config(balance='none', L=2), tie=True)
