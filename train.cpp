@@ -202,7 +202,8 @@ static std::vector<Flag> make_flags(Options& o, std::vector<std::function<void(C
        [&o](auto& v) { o.resume = v; }},
       {"stop-after", "N", "stop (and save) after step N, as if interrupted; the schedule still ends at --steps",
        [&o, I](auto& v) { o.stop_after = I(v); }},
-      {"dump", "FILE", "run --dump-steps optimizer steps and write everything to FILE (docs/FORMAT.md)",
+      {"dump", "FILE", "run --dump-steps optimizer steps and write everything to FILE (docs/FORMAT.md; with --resume: "
+                       "the checkpoint's next steps, its schedule, AdamW state and bias continued)",
        [&o](auto& v) { o.dump = v; }},
       {"dump-steps", "N", "steps recorded by --dump (default 1)", [&o, I](auto& v) { o.dump_steps = I(v); }},
       {"tokenizer", "FILE", "tokenizer.json for --sample (default: raw bytes)", [&o](auto& v) { o.tokenizer = v; }},
