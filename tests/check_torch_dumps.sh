@@ -73,10 +73,11 @@ for c in "${CASES[@]}"; do
   esac
   # the full table only when something is off; near-ties and failures always
   if [ $rc -ne 0 ]; then cat "$TMP/$name.check.log"; else grep -E '^(near-tie|warning)' "$TMP/$name.check.log"; fi
-  s=$(grep '^SUMMARY' "$TMP/$name.check.log" | tail -n 1)
-  get() { echo "$s" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+  # check's summary; for multi-step dumps the parameters after the last step from trajectory's
+  s1=$(grep '^SUMMARY' "$TMP/$name.check.log" | head -n 1); s=$(grep '^SUMMARY' "$TMP/$name.check.log" | tail -n 1)
+  get() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
   res=PASS; [ $rc -eq 0 ] || { res=FAIL; fail=1; }
-  rows+=("$name|$(get activations)|$(get loss)|$(get grads)|$(get params)|$(get near_ties)|$res")
+  rows+=("$name|$(get activations "$s1")|$(get loss "$s1")|$(get grads "$s1")|$(get params "$s")|$(get near_ties "$s")|$res")
 done
 
 echo
