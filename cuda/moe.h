@@ -38,6 +38,8 @@ void router_scores_backward(T* dlogits, const T* dscores, const T* scores, int N
 // ---- selection ----
 // Token choice: top-K by key (s, s + b or s * b), descending, equal keys -> lower expert index;
 // gate = the unbiased score (optionally normalised over the K and scaled). One thread per token.
+// ref also scales the plain gates (route_scale without norm_topk); the mirror does not yet, so
+// route_token_choice, route_expert_choice and gates_backward refuse scale != 1 without norm_topk.
 template <typename T>
 void route_token_choice(int* tok_off, int* a_tok, int* a_exp, T* a_gate, const T* scores, const float* bias,
                         BiasKind kind, int N, int E, int K, bool norm_topk, float scale);
