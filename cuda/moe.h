@@ -38,6 +38,8 @@ void router_scores_backward(T* dlogits, const T* dscores, const T* scores, int N
 // ---- selection ----
 // Token choice: top-K by key (s, s + b or s * b), descending, equal keys -> lower expert index;
 // gate = the unbiased score (optionally normalised over the K and scaled). One thread per token.
+// ref also scales the plain gates (route_scale without norm_topk); the mirror does not yet, so
+// route_token_choice, route_expert_choice and gates_backward refuse scale != 1 without norm_topk.
 template <typename T>
 void route_token_choice(int* tok_off, int* a_tok, int* a_exp, T* a_gate, const T* scores, const float* bias,
                         BiasKind kind, int N, int E, int K, bool norm_topk, float scale);
@@ -92,7 +94,8 @@ void aux_loss_backward(T* dscores, const T* f, const T* scores, int N, int T_, i
 
 // ---- loss-free bias (no gradient; after the optimizer step), on the GPU ----
 // Sign decided in integers (E*c_i vs sum c); error rule arithmetic exactly as docs/FORMAT.md.
-void bias_update(float* bias, const int64_t* counts, int E, UpdateRule rule, float u);
+// center (ref's centred update) is not in the CUDA mirror yet: true is refused with a message.
+void bias_update(float* bias, const int64_t* counts, int E, UpdateRule rule, float u, bool center = false);
 
 // MaxVio of HOST counts (E): the same function as ref::maxvio (it forwards to it).
 double maxvio(const int64_t* counts, int E);
