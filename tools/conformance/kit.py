@@ -3,7 +3,7 @@
 loss-free bias update against an lfmoe dump (docs/FORMAT.md), through a small adapter.
 
     /usr/bin/python3 tools/conformance/kit.py DUMP --adapter FILE.py[:Class] [--no-eval]
-                     [--no-recompute] [--no-large-counts] [--verbose]
+                     [--no-recompute] [--no-large-counts] [--router-only]
 
 The kit drives the adapter the way a training loop drives a router: for every optimizer step of the
 dump, an evaluation forward (must not count as load), then for every micro-batch and MoE layer a
@@ -82,11 +82,13 @@ def read_safetensors(path):
         raise KitError(f'{path}: {len(data)} bytes, too short for a safetensors file')
     n = struct.unpack('<Q', bytes(data[:8]))[0]
     if 8 + n > len(data):
-        raise KitError(f'{path}: header length {n} runs past the end of the file ({len(data)} bytes); truncated?')
+        raise KitError(f'{path}: not a safetensors file (its header length {n} runs past the end of the file, '
+                       f'{len(data)} bytes; truncated?): give an lfmoe dump (train --dump FILE)')
     try:
         header = json.loads(bytes(data[8:8 + n]).decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as e:
-        raise KitError(f'{path}: header is not JSON ({e})')
+        raise KitError(f'{path}: not a safetensors file (its header is not JSON: {e}): give an lfmoe dump '
+                       '(train --dump FILE)')
     meta = header.pop('__metadata__', {}) or {}
     tensors, base = {}, 8 + n
     for name, info in header.items():
@@ -315,7 +317,7 @@ class Quantity:
 
     def __init__(self, name):
         self.name, self.n = name, {'exact': 0, 'within budget': 0, 'near-tie': 0, 'mismatch': 0}
-        self.first = {}
+        self.first, self.items = {}, []   # items: every non-exact one (capped), for --verbose
         self.ran = False
 
     def add(self, verdict, where=None, detail='', count=1):
@@ -323,6 +325,8 @@ class Quantity:
         self.n[verdict] += count
         if verdict != 'exact' and verdict not in self.first:
             self.first[verdict] = (where, detail)
+        if verdict != 'exact' and len(self.items) < 200:
+            self.items.append((verdict, where, detail))
 
     def row(self):
         if not self.ran:
@@ -348,8 +352,8 @@ def where(s, m=None, l=None, tok=None, dump=None):
 
 # ----------------------------------------------------------------------------- the run
 class Run:
-    def __init__(self, dump, klass, recompute=True, evaluate=True, verbose=False):
-        self.d, self.klass, self.verbose = dump, klass, verbose
+    def __init__(self, dump, klass, recompute=True, evaluate=True, verbose=False, router_only=False):
+        self.d, self.klass, self.verbose, self.router_only = dump, klass, verbose, router_only
         self.recompute, self.evaluate = recompute, evaluate
         self.q = {k: Quantity(k) for k in ('routing', 'gates', 'aux_loss', 'load', 'bias', 'large_counts')}
         self.notes, self.diagnoses = [], []
@@ -411,8 +415,19 @@ class Run:
         check_aux = (not replay) and d.has_aux() and callable(getattr(a, 'aux_loss', None))
         if d.has_aux() and not replay and not check_aux:
             self.note('the dump has an aux loss but the adapter no aux_loss(): not checked')
+        if self.router_only:
+            if replay:
+                raise KitError('--router-only needs a version 2 dump (router logits of every step)')
+            if not callable(getattr(a, 'set_bias', None)):
+                raise KitError('--router-only gives the adapter each step\'s bias through set_bias(layer, bias); '
+                               'this adapter has none')
+            self.note('router only: each step\'s bias comes from the dump (set_bias); load, bias and large counts '
+                      'are not checked')
         for s in range(d.steps):
             r = self.rec[s] = dict(train={}, eval={}, gates={}, load={}, saved={})
+            if self.router_only:
+                for l in d.layers:
+                    a.set_bias(l, d.step_bias(s, l).clone())
             if self.evaluate and not replay:
                 for l in d.layers:
                     r['eval'][l], _ = self.call_route(a, l, s, 0, 'eval')
@@ -434,6 +449,8 @@ class Run:
                     r['train'][(m, l)] = e
                 if callable(getattr(a, 'end_micro_batch', None)):
                     a.end_micro_batch()
+            if self.router_only:
+                continue
             for l in d.layers:
                 ld = a.load(l)
                 r['load'][l] = None if ld is None else torch.as_tensor(ld).detach().clone()
@@ -442,6 +459,9 @@ class Run:
             for l in d.layers:
                 r['saved'][l] = torch.as_tensor(a.saved_bias(l)).detach().clone()
                 self.check_bias(s, l, r)
+        if self.router_only:
+            self.diagnose()
+            return
         if not d.has_bias():
             self.note(f'balance {d.cfg.get("balance")!r}: the dump\'s bias never changes')
         self.large_counts()
@@ -629,6 +649,10 @@ class Run:
         print(f'{"quantity":<13} {"exact":>10} {"within":>10} {"near-tie":>10} {"mismatch":>10}')
         for k in self.q.values():
             print(k.row())
+        if self.verbose:
+            for k in self.q.values():
+                for verdict, w, detail in k.items:
+                    print(f'  {k.name} {verdict} at {w}: {detail}')
         for name, text in self.diagnoses:
             print(f'DIAGNOSIS {name}: {text}')
         bad = any(k.n['mismatch'] for k in self.q.values())
@@ -646,13 +670,17 @@ def main(argv=None):
     ap.add_argument('--no-eval', action='store_true', help='no evaluation forwards between steps')
     ap.add_argument('--no-recompute', action='store_true', help='no activation-recompute forwards')
     ap.add_argument('--no-large-counts', action='store_true', help='skip the synthetic large-count check')
-    ap.add_argument('--verbose', action='store_true')
+    ap.add_argument('--router-only', action='store_true',
+                    help='check routing and gates only, the adapter given each step\'s bias (set_bias): for '
+                         'inference code without a bias update')
+    ap.add_argument('--verbose', action='store_true', help='list every non-exact item (up to 200 per quantity)')
     args = ap.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
         dump = Dump(args.dump)
         klass, name = load_adapter(args.adapter)
-        run = Run(dump, klass, recompute=not args.no_recompute, evaluate=not args.no_eval, verbose=args.verbose)
+        run = Run(dump, klass, recompute=not args.no_recompute, evaluate=not args.no_eval, verbose=args.verbose,
+                  router_only=args.router_only)
         run.name, run.do_large = name, not args.no_large_counts
         run.main()
     except KitError as e:

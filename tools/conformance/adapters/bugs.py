@@ -124,18 +124,22 @@ class UncentredWhenCentred(torchtitan.Adapter):
                 self.tokens_per_expert_E[l].zero_()
 
 
-# class name -> (the DIAGNOSIS name the kit must print, the dump it needs: the key of a dump in
-# tests/check_conformance.sh)
+# class name -> (the DIAGNOSIS name the kit must print, the dump it runs on: a key of the dumps in
+# tests/check_conformance.sh, whether a version 1 dump (no router logits: replay only) shows it)
 BUGS = {
-    'BiasBf16': ('bias-bf16', 'plain'),
-    'CountsBf16': ('counts-bf16', 'plain'),
-    'CountsFp32': ('counts-fp32', 'plain'),
-    'UpdateEveryMicroBatch': ('update-every-micro-batch', 'plain'),
-    'BiasInGates': ('bias-in-gates', 'plain'),
-    'BiasNeverUpdated': ('bias-never-updated', 'plain'),
-    'OutOfPlaceUpdate': ('out-of-place-update', 'centred'),
-    'EvalCounted': ('eval-counted', 'centred'),
-    'RecomputeCounted': ('recompute-counted', 'plain'),
-    'CentredWhenNot': ('update-centred', 'plain'),
-    'UncentredWhenCentred': ('update-not-centred', 'centred'),
+    'BiasBf16': ('bias-bf16', 'plain', True),
+    'CountsBf16': ('counts-bf16', 'plain', True),
+    'CountsFp32': ('counts-fp32', 'plain', True),
+    'UpdateEveryMicroBatch': ('update-every-micro-batch', 'plain', True),
+    'BiasInGates': ('bias-in-gates', 'plain', False),
+    'BiasNeverUpdated': ('bias-never-updated', 'plain', True),
+    'OutOfPlaceUpdate': ('out-of-place-update', 'centred', False),
+    'EvalCounted': ('eval-counted', 'centred', False),
+    'RecomputeCounted': ('recompute-counted', 'plain', False),
+    'CentredWhenNot': ('update-centred', 'plain', True),
+    'UncentredWhenCentred': ('update-not-centred', 'centred', False),
 }
+
+if __name__ == '__main__':   # one line per bug, for tests/check_conformance.sh
+    for name, (diag, dump, v1) in BUGS.items():
+        print(name, diag, dump, 'v1' if v1 else 'v2')
