@@ -121,8 +121,8 @@ def diagnose(run):
                         'routed_scaling_factor)'))
 
     # ---------------- bias
-    bias_bad = [(s, l) for s in steps for l in d.layers
-                if not bias_close(rec[s]['saved'][l], d.bias_after(s, l), cfg['bias_rate']).all()]
+    bias_bad = [(s, l) for s in steps for l in d.layers if l in rec[s]['saved'] and
+                not bias_close(rec[s]['saved'][l], d.bias_after(s, l), cfg['bias_rate']).all()]
     if bias_bad:
         s, l = bias_bad[0]
         got, prev, c = rec[s]['saved'][l].float(), prev_saved(s, l).float(), own(s, l)

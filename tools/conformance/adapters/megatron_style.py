@@ -107,7 +107,8 @@ class Adapter:
             self.local_tokens_per_expert[layer] += c.to(self.count_dtype)
 
     def load(self, layer):
-        return self.local_tokens_per_expert[layer]
+        # without the expert bias Megatron keeps no load buffer (local_tokens_per_expert is None)
+        return self.local_tokens_per_expert[layer] if self.enable_expert_bias else None
 
     # ---- finalize_model_grads: _update_router_expert_bias, then reset_model_temporary_tensors
     def end_step(self):
