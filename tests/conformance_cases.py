@@ -41,12 +41,12 @@ def main():
                   ('torchtitan-style', 'pass', 'centred', f'{AD}/torchtitan_style.py', []),
                   ('deepseek-v3-inference', 'pass', 'plain', f'{AD}/deepseek_v3_inference_style.py',
                    ['--router-only'])]
-    for cls, (diag, dump, v1) in BUGS.items():
+    for cls, (diag, dump, v1, extra) in BUGS.items():
         if version < 2 and not v1:
             print(f'SKIP: {cls} needs a version 2 dump (router logits of every step)')
             continue
         # the synthetic large-count check costs most of a run: only the count bugs need it
-        flags = [] if diag.startswith('counts-') else ['--no-large-counts']
+        flags = ([] if diag.startswith('counts-') else ['--no-large-counts']) + extra
         cases.append((cls, diag, dump, f'{AD}/bugs.py:{cls}', flags))
 
     fail = 0

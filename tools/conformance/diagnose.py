@@ -155,6 +155,27 @@ def diagnose(run):
             out.append(('bias-unexplained', f'after step {s} (layer {l}) the bias {got.tolist()} is none of the known '
                         f'mistakes (lfmoe: {d.bias_after(s, l).tolist()}, before the step {prev.tolist()})'))
 
+    # ---------------- routing from scores rounded to bf16 (DeepSeek-V3's inference Gate runs sigmoid
+    # in the activation dtype)
+    if q['routing'].n['mismatch'] and d.has_logits():
+        first = next(((s, m, l) for s in steps for m in range(d.G) for l in d.layers
+                      if (m, l) in rec[s]['train'] and
+                      not torch.equal(rec[s]['train'][(m, l)].sort(1).values, d.experts(s, m, l).sort(1).values)),
+                     None)
+        if first:
+            s, m, l = first
+            sc = d.scores(s, m, l).to(torch.bfloat16).double()
+            b = d.step_bias(s, l).double() if d.has_bias() else torch.zeros(E, dtype=torch.float64)
+            mine = rec[s]['train'][(m, l)].sort(1).values
+            # the bf16 keys tie often: accept the adapter's set wherever it is a top-K of those keys
+            k = sc + b if cfg.get('bias_kind', 'add') == 'add' else sc * b
+            kth = k.sort(1, descending=True).values[:, d.K - 1:d.K]
+            picked = k.gather(1, mine)
+            if bool((picked >= kth).all()):
+                out.append(('scores-bf16', f'at step {s} (layer {l}, micro-batch {m}) the adapter\'s experts are a top-k of '
+                            'the scores rounded to bf16 (plus the bias), not of the fp32 scores: the score function runs '
+                            'in bf16 (DeepSeek-V3 inference: sigmoid in the activation dtype). Compute scores in fp32'))
+
     # ---------------- routing mismatches not explained by the bias
     if q['routing'].n['mismatch'] and not any(n in ('bias-never-updated', 'out-of-place-update', 'bias-bf16',
                                                      'update-every-micro-batch') for n, _ in out):

@@ -7,6 +7,7 @@ it with the DIAGNOSIS line named in BUGS; docs/PEERS.md has the table of bugs an
 """
 import torch
 
+import deepseek_v3_inference_style as ds_inference
 import hf_deepseek_v3_style as hf_deepseek_v3
 import megatron_style as megatron
 import torchtitan_style as torchtitan
@@ -124,22 +125,30 @@ class UncentredWhenCentred(torchtitan.Adapter):
                 self.tokens_per_expert_E[l].zero_()
 
 
+class ScoresBf16(ds_inference.Adapter):
+    """Sigmoid scores computed in bf16, as DeepSeek-V3's inference Gate does when the model runs in
+    bf16: keys that differ in fp32 collapse or swap, and the gates carry bf16 rounding."""
+    score_dtype = torch.bfloat16
+
+
 # class name -> (the DIAGNOSIS name the kit must print, the dump it runs on: a key of the dumps in
-# tests/check_conformance.sh, whether a version 1 dump (no router logits: replay only) shows it)
+# tests/check_conformance.sh, whether a version 1 dump (no router logits: replay only) shows it,
+# extra kit flags)
 BUGS = {
-    'BiasBf16': ('bias-bf16', 'plain', True),
-    'CountsBf16': ('counts-bf16', 'plain', True),
-    'CountsFp32': ('counts-fp32', 'plain', True),
-    'UpdateEveryMicroBatch': ('update-every-micro-batch', 'plain', True),
-    'BiasInGates': ('bias-in-gates', 'plain', False),
-    'BiasNeverUpdated': ('bias-never-updated', 'plain', True),
-    'OutOfPlaceUpdate': ('out-of-place-update', 'centred', False),
-    'EvalCounted': ('eval-counted', 'centred', False),
-    'RecomputeCounted': ('recompute-counted', 'plain', False),
-    'CentredWhenNot': ('update-centred', 'plain', True),
-    'UncentredWhenCentred': ('update-not-centred', 'centred', False),
+    'BiasBf16': ('bias-bf16', 'plain', True, []),
+    'CountsBf16': ('counts-bf16', 'plain', True, []),
+    'CountsFp32': ('counts-fp32', 'plain', True, []),
+    'UpdateEveryMicroBatch': ('update-every-micro-batch', 'plain', True, []),
+    'BiasInGates': ('bias-in-gates', 'plain', False, []),
+    'BiasNeverUpdated': ('bias-never-updated', 'plain', True, []),
+    'OutOfPlaceUpdate': ('out-of-place-update', 'centred', False, []),
+    'EvalCounted': ('eval-counted', 'centred', False, []),
+    'RecomputeCounted': ('recompute-counted', 'plain', False, []),
+    'CentredWhenNot': ('update-centred', 'plain', True, []),
+    'UncentredWhenCentred': ('update-not-centred', 'centred', False, []),
+    'ScoresBf16': ('scores-bf16', 'plain', False, ['--router-only']),
 }
 
 if __name__ == '__main__':   # one line per bug, for tests/check_conformance.sh
-    for name, (diag, dump, v1) in BUGS.items():
-        print(name, diag, dump, 'v1' if v1 else 'v2')
+    for name, (diag, dump, v1, flags) in BUGS.items():
+        print(name, diag, dump, 'v1' if v1 else 'v2', *flags)
