@@ -20,6 +20,7 @@
 #include <map>        // std::map
 #include <memory>     // std::unique_ptr
 #include <new>        // std::bad_alloc
+#include <set>        // std::set
 #include <sstream>    // std::ostringstream
 #include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
@@ -55,6 +56,7 @@ struct Options {
   int sample_tokens = 0, threads = 0, stop_after = 0, profile_warmup = 2;
   float temperature = 1.0f;
   bool vocab_set = false, print_config = false, profile = false;
+  std::set<std::string> given;  // the flags on the command line (a flag without effect is refused)
 };
 
 // Strict number parsing: the whole text must be the number, in range and finite, so that
@@ -148,17 +150,22 @@ static std::vector<Flag> make_flags(Options& o, std::vector<std::function<void(C
       {"gate", "sigmoid|softmax", "router gate function G", cfg([](Config& c, auto& v) { c.gate = parse_gate(v); })},
       {"routing", "token|expert", "token choice (top-K) or expert choice",
        cfg([](Config& c, auto& v) { c.routing = parse_routing(v); })},
-      {"balance", "none|aux|lossfree", "load balancing", cfg([](Config& c, auto& v) { c.balance = parse_balance(v); })},
+      {"balance", "none|aux|lossfree|lossfree_aux", "load balancing (lossfree_aux: the bias plus the sequence-wise aux loss, DeepSeek-V3)",
+       cfg([](Config& c, auto& v) { c.balance = parse_balance(v); })},
       {"bias-kind", "add|mul", "loss-free key s+b or s*b", cfg([](Config& c, auto& v) { c.bias_kind = parse_bias_kind(v); })},
       {"update-rule", "sign|error", "loss-free update b += u*sign(e) or u*e/mean(c)",
        cfg([](Config& c, auto& v) { c.update_rule = parse_update_rule(v); })},
       {"bias-rate", "U", "loss-free update rate u (paper: 1e-3)", cfg([F](Config& c, auto& v) { c.bias_rate = F(v); })},
-      {"aux-alpha", "A", "aux loss weight alpha (paper baseline: 1e-3)", cfg([F](Config& c, auto& v) { c.aux_alpha = F(v); })},
+      {"bias-center", nullptr, "subtract the mean over experts from each bias update (torchtitan)",
+       cfg([](Config& c, auto&) { c.bias_center = true; })},
+      {"aux-alpha", "A", "aux loss weight alpha (paper baseline: 1e-3; DeepSeek-V3 with lossfree_aux: 1e-4)",
+       cfg([F](Config& c, auto& v) { c.aux_alpha = F(v); })},
       {"aux-per-batch", nullptr, "aux loss over the micro-batch instead of per sequence",
        cfg([](Config& c, auto&) { c.aux_per_batch = true; })},
-      {"norm-topk", nullptr, "renormalise selected gates to sum 1 (then * route-scale)",
+      {"norm-topk", nullptr, "renormalise a token's selected gates to sum 1 (then * route-scale; K=1: gate 1)",
        cfg([](Config& c, auto&) { c.norm_topk = true; })},
-      {"route-scale", "X", "gate scale with --norm-topk", cfg([F](Config& c, auto& v) { c.route_scale = F(v); })},
+      {"route-scale", "X", "multiply every gate by X (after --norm-topk's renormalisation, or the plain scores)",
+       cfg([F](Config& c, auto& v) { c.route_scale = F(v); })},
       {"ec-chunk", "N", "expert choice: tokens per chunk (default: the micro-batch)",
        cfg([I](Config& c, auto& v) { c.ec_chunk = I(v); })},
       {"ec-shuffle", nullptr, "expert choice: shuffle tokens across the batch before chunking",
@@ -247,6 +254,7 @@ static Config parse_args(int argc, char** argv, Options& o, std::vector<std::fun
       value = argv[++i];
     }
     if (!flag->arg && inline_value) throw std::runtime_error("--" + a + " takes no value");
+    o.given.insert(flag->name);
     try {
       flag->set(value);
     } catch (const std::invalid_argument& e) {
@@ -259,6 +267,33 @@ static Config parse_args(int argc, char** argv, Options& o, std::vector<std::fun
   Config c = preset(o.preset);
   for (auto& e : edits) e(c);
   return c;
+}
+
+// A flag must act or be refused: the router and balance flags that mean nothing with the resolved
+// config (preset, checkpoint and flags together), each named with the flag that makes it moot and
+// what to use instead.
+static void check_flag_effects(const Options& o, const Config& c) {
+  std::vector<std::string> errs;
+  auto given = [&](const char* f) { return o.given.count(f) > 0; };
+  const std::string bal = std::string("--balance ") + name(c.balance);
+  for (const char* f : {"aux-alpha", "aux-per-batch"})
+    if (given(f) && !c.has_aux())
+      errs.push_back(std::string("--") + f + " has no effect with " + bal +
+                     ": the aux loss is on only with --balance aux or lossfree_aux; drop --" + f + " or choose one of those");
+  for (const char* f : {"bias-rate", "update-rule", "bias-kind", "bias-center"})
+    if (given(f) && !(c.has_bias() && c.routing == Routing::token_choice))
+      errs.push_back(std::string("--") + f + " has no effect with " +
+                     (c.routing == Routing::expert_choice ? std::string("--routing expert") : bal) +
+                     ": only token choice with --balance lossfree or lossfree_aux has a loss-free bias; drop --" + f +
+                     " or use those");
+  for (const char* f : {"ec-chunk", "ec-shuffle"})
+    if (given(f) && c.routing != Routing::expert_choice)
+      errs.push_back(std::string("--") + f + " has no effect with --routing token: it sets how expert choice chunks the "
+                     "batch; drop --" + f + " or add --routing expert");
+  if (errs.empty()) return;
+  std::string msg = "flags without effect:";
+  for (auto& e : errs) msg += "\n  - " + e;
+  throw std::runtime_error(msg);
 }
 
 // ---------------------------------------------------------------- data
@@ -309,6 +344,12 @@ static void check_writable(const std::string& path) {
 static std::unique_ptr<Model> make_backend_model(const std::string& backend, const Config& c) {
   if (backend == "cpu") return make_model(c);
   if (backend == "cuda") {
+    const std::vector<std::string> missing = cuda_unsupported(c);  // whatever this build or machine has
+    if (!missing.empty()) {
+      std::string msg = "--backend cuda:";
+      for (const std::string& m : missing) msg += "\n  - " + m;
+      throw std::runtime_error(msg);
+    }
 #ifdef LFMOE_CUDA
     std::string why;
     if (!cuda::device_available(&why)) throw std::runtime_error("--backend cuda: no usable GPU (" + why + ")");
@@ -359,15 +400,28 @@ static void add_biases(SafeTensorsWriter& w, const std::string& prefix, const Mo
   }
 }
 
-// Runs dump_steps optimizer steps from the initial model and records them (docs/FORMAT.md).
-static void run_dump(Model& model, Loader& loader, const Options& o) {
+// Runs dump_steps optimizer steps from the model's current state (the initial model, or a checkpoint
+// with --resume: its schedule, AdamW moments and bias continue) and records them: dump version 2,
+// docs/FORMAT.md.
+static void run_dump(Model& model, Loader& loader, const Options& o, const TrainState& state) {
   const Config& c = model.config();
   const int N = c.B * c.T, A = N * c.K;
   SafeTensorsWriter w;
   add_params(w, "init/", model, Arena::params);
   add_biases(w, "init/", model, "");
+  add_params(w, "init/adam.m/", model, Arena::adam_m);
+  add_params(w, "init/adam.v/", model, Arena::adam_v);
+  const uint64_t data_pos = loader.position();
   for (int s = 0; s < o.dump_steps; ++s) {
     const std::string p = "step" + std::to_string(s) + "/";
+    {  // what every forward of the step routes with: the router weights and the bias before its update
+      const std::vector<float> params = model.get(Arena::params);
+      for (int mi = 0; mi < c.n_moe(); ++mi) {
+        const TensorSpec& r = model.table().get("layers." + std::to_string(c.n_dense + mi) + ".moe.router");
+        w.add(p + "layers." + std::to_string(c.n_dense + mi) + ".router", shape64(r.shape), params.data() + r.offset);
+      }
+      add_biases(w, p, model, "bias");
+    }
     std::vector<int> tokens, targets;
     const MicroHook hook = [&](int m, const MicroBatch& mb) {
       tokens.insert(tokens.end(), mb.tokens, mb.tokens + N);
@@ -376,17 +430,20 @@ static void run_dump(Model& model, Loader& loader, const Options& o) {
       if (mb.order) w.add(pm + "order", {N}, mb.order);
       for (int mi = 0; mi < c.n_moe(); ++mi) {
         const RoutingTrace r = model.routing(mi);
-        const std::string l = "layers." + std::to_string(c.n_dense + mi) + ".";
-        w.add(pm + l + "tok_off", {N + 1}, r.tok_off.data());
-        w.add(pm + l + "a_exp", {A}, r.a_exp.data());
-        if (s == 0 && m == 0) {
-          w.add(p + l + "scores", {N, c.E}, r.scores.data());
-          w.add(p + l + "a_gate", {A}, r.a_gate.data());
-        }
+        const RouterTrace io = model.router_trace(mi);
+        const std::string l = pm + "layers." + std::to_string(c.n_dense + mi) + ".";
+        const float aux = (float)io.aux;
+        w.add(l + "router_in", {N, c.C}, io.router_in.data());
+        w.add(l + "router_logits", {N, c.E}, io.logits.data());
+        w.add(l + "scores", {N, c.E}, r.scores.data());
+        w.add(l + "tok_off", {N + 1}, r.tok_off.data());
+        w.add(l + "a_exp", {A}, r.a_exp.data());
+        w.add(l + "a_gate", {A}, r.a_gate.data());
+        w.add(l + "aux_loss", {1}, &aux);
       }
       if (s == 0 && m == 0) w.add(p + "logits", {c.B, c.T, c.V}, model.logits().data());
     };
-    const StepResult r = train_step(model, loader, s, hook);
+    const StepResult r = train_step(model, loader, state.step + s, hook);
     // Gradients are read after the step: AdamW does not modify them, and clipping's scale is undone
     // so the dump holds the raw gradient (grad_norm tells the checker what clipping did).
     if (s == 0) {
@@ -405,14 +462,17 @@ static void run_dump(Model& model, Loader& loader, const Options& o) {
     for (int mi = 0; mi < c.n_moe(); ++mi)
       w.add(p + "layers." + std::to_string(c.n_dense + mi) + ".counts", {c.E}, r.counts.data() + (size_t)mi * c.E);
     add_biases(w, p, model, "bias_after");
-    std::printf("dump step %d: loss %.6f aux %.6f grad_norm %.4f\n", s, r.loss, r.aux, r.grad_norm);
+    std::printf("dump step %d (optimizer step %d): loss %.6f aux %.6f grad_norm %.4f\n", s, state.step + s + 1, r.loss,
+                r.aux, r.grad_norm);
   }
   add_params(w, "final/", model, Arena::params);
   add_biases(w, "final/", model, "");
   w.meta("format", "lfmoe-dump");
-  w.meta("version", "1");
+  w.meta("version", "2");
   w.meta("config", to_json(c));
   w.meta("steps", std::to_string(o.dump_steps));
+  w.meta("start_step", std::to_string(state.step));
+  w.meta("data_pos", std::to_string(data_pos));
   w.meta("backend", model.backend());
   w.write(o.dump);
   std::printf("wrote %s\n", o.dump.c_str());
@@ -556,6 +616,7 @@ int main(int argc, char** argv) {
     }
     if (o.sample_tokens == 0 || o.resume.empty()) load_data(o, c, train, val);
     validate(c);
+    check_flag_effects(o, c);
     const bool training = o.sample_tokens == 0;
     bool eval_at_end = training && o.dump.empty() && (o.eval_every > 0 || !o.log.empty());
     std::unique_ptr<Loader> loader;
@@ -576,9 +637,10 @@ int main(int argc, char** argv) {
                 (o.resume.empty() ? o.preset : "of " + o.resume + " (step " + std::to_string(state.step) + ")").c_str(),
                 model->backend(), model->table().total, c.V, c.C, c.L, c.n_dense, c.E, c.K, c.S,
                 c.F, c.T, name(c.gate), name(c.routing), name(c.balance),
-                c.balance == Balance::lossfree ? (std::string(" (") + name(c.bias_kind) + ", " + name(c.update_rule) +
-                                                  ", u " + num(c.bias_rate) + ")").c_str()
-                : c.balance == Balance::aux ? (" (alpha " + num(c.aux_alpha) + ")").c_str() : "",
+                c.has_bias() ? (std::string(" (") + name(c.bias_kind) + ", " + name(c.update_rule) +
+                                (c.bias_center ? ", centred" : "") + ", u " + num(c.bias_rate) +
+                                (c.has_aux() ? ", alpha " + num(c.aux_alpha) : "") + ")").c_str()
+                : c.has_aux() ? (" (alpha " + num(c.aux_alpha) + ")").c_str() : "",
                 c.grad_accum, c.B, c.T, train.tokens.size(), val.tokens.size());
     const int last = o.stop_after > 0 ? std::min(c.steps, o.stop_after) : c.steps;  // --stop-after: an interruption
     if (o.ep_dp > c.grad_accum && state.step < last)  // (an evaluation-only call groups validation sequences)
@@ -591,7 +653,7 @@ int main(int argc, char** argv) {
                   c.K * std::log2((1 - R) / R), R);
     }
     if (!o.dump.empty()) {
-      run_dump(*model, *loader, o);
+      run_dump(*model, *loader, o, state);
       return 0;
     }
     std::ofstream log;

@@ -17,6 +17,15 @@ namespace cuda {
 
 #include "ref/model_impl.h"
 
-std::unique_ptr<ref::Model> make_model(const ref::Config& cfg) { return std::make_unique<ModelImpl<float>>(cfg); }
+std::unique_ptr<ref::Model> make_model(const ref::Config& cfg) {
+  // Router semantics that only the CPU reference has yet (ref::cuda_unsupported names each one).
+  const std::vector<std::string> missing = ref::cuda_unsupported(cfg);
+  if (!missing.empty()) {
+    std::string msg = "--backend cuda:";
+    for (const std::string& m : missing) msg += "\n  - " + m;
+    throw std::runtime_error(msg);
+  }
+  return std::make_unique<ModelImpl<float>>(cfg);
+}
 
 }  // namespace cuda

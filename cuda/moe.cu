@@ -493,10 +493,19 @@ void router_scores_backward(T* dlogits, const T* dscores, const T* scores, int N
   KERNEL_CHECK();
 }
 
+// ref scales the plain gates too (gate = scale * s without norm_topk); these kernels apply the scale
+// only with norm_topk, so the other case is refused until the mirror has it.
+static void check_gate_scale(const char* op, bool norm_topk, float scale) {
+  if (!norm_topk && scale != 1.0f)
+    fail(std::string("cuda::") + op + ": route_scale " + std::to_string(scale) +
+         " without norm_topk (gates scaled without renormalisation) is not yet in the CUDA mirror; use --backend cpu");
+}
+
 template <typename T>
 void route_token_choice(int* tok_off, int* a_tok, int* a_exp, T* a_gate, const T* scores, const float* bias,
                         BiasKind kind, int N, int E, int K, bool norm_topk, float scale) {
   check_router_dims("route_token_choice", N, E, K);
+  check_gate_scale("route_token_choice", norm_topk, scale);
   if (N == 0) return dev_zero(tok_off, 1);
   route_token_choice_kernel<<<grid_for(N), kThreads>>>(tok_off, a_tok, a_exp, a_gate, scores, bias, kind, N, E, K,
                                                         norm_topk, scale, device_errors());
@@ -507,6 +516,7 @@ template <typename T>
 void route_expert_choice(int* tok_off, int* a_tok, int* a_exp, T* a_gate, const T* scores, const int* order,
                          int N, int E, int K, int chunk, bool norm_topk, float scale) {
   check_router_dims("route_expert_choice", N, E, K);
+  check_gate_scale("route_expert_choice", norm_topk, scale);
   if (N == 0) return dev_zero(tok_off, 1);
   if (chunk <= 0) chunk = N;
   if (N % chunk != 0)
@@ -535,6 +545,7 @@ void route_expert_choice(int* tok_off, int* a_tok, int* a_exp, T* a_gate, const 
 template <typename T>
 void gates_backward(T* dscores, const T* da_gate, const T* scores, const int* tok_off, const int* a_exp,
                     const T* a_gate, int N, int E, bool norm_topk, float scale) {
+  check_gate_scale("gates_backward", norm_topk, scale);
   if (N <= 0 || !dscores) return;
   gates_backward_kernel<<<grid_for(N), kThreads>>>(dscores, da_gate, scores, tok_off, a_exp, a_gate, N, E, norm_topk,
                                                     scale);
@@ -694,8 +705,9 @@ void aux_loss_backward(T* dscores, const T* f, const T* scores, int N, int T_, i
   KERNEL_CHECK();
 }
 
-void bias_update(float* bias, const int64_t* counts, int E, UpdateRule rule, float u) {
+void bias_update(float* bias, const int64_t* counts, int E, UpdateRule rule, float u, bool center) {
   if (E < 1) fail("cuda::bias_update: E=" + str(E) + " must be >= 1");
+  if (center) fail("cuda::bias_update: the centred bias update (--bias-center) is not yet in the CUDA mirror; use --backend cpu");
   bias_update_kernel<<<1, 256>>>(bias, counts, E, rule, u);
   KERNEL_CHECK();
 }

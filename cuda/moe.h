@@ -92,7 +92,8 @@ void aux_loss_backward(T* dscores, const T* f, const T* scores, int N, int T_, i
 
 // ---- loss-free bias (no gradient; after the optimizer step), on the GPU ----
 // Sign decided in integers (E*c_i vs sum c); error rule arithmetic exactly as docs/FORMAT.md.
-void bias_update(float* bias, const int64_t* counts, int E, UpdateRule rule, float u);
+// center (ref's centred update) is not in the CUDA mirror yet: true is refused with a message.
+void bias_update(float* bias, const int64_t* counts, int E, UpdateRule rule, float u, bool center = false);
 
 // MaxVio of HOST counts (E): the same function as ref::maxvio (it forwards to it).
 double maxvio(const int64_t* counts, int E);

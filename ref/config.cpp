@@ -26,7 +26,7 @@ namespace ref {
   }
 LFMOE_ENUM(Gate, "sigmoid", "softmax")
 LFMOE_ENUM(Routing, "token_choice", "expert_choice")
-LFMOE_ENUM(Balance, "none", "aux", "lossfree")
+LFMOE_ENUM(Balance, "none", "aux", "lossfree", "lossfree_aux")
 LFMOE_ENUM(BiasKind, "add", "mul")
 LFMOE_ENUM(UpdateRule, "sign", "error")
 LFMOE_ENUM(Schedule, "cosine", "multistep")
@@ -65,9 +65,19 @@ void validate(const Config& c) {
       need((int64_t)chunk * c.K % c.E == 0, "ec-chunk * topk must be a multiple of experts (each expert takes "
                                             "chunk*K/E tokens per chunk)");
       need(c.balance != Balance::aux, "expert choice is balanced by construction: use --balance none");
-      need(c.balance != Balance::lossfree, "expert choice has no bias to steer: use --balance none");
+      need(c.balance != Balance::lossfree && c.balance != Balance::lossfree_aux,
+           "expert choice has no bias to steer: use --balance none");
     }
   }
+  // Router semantics that only mean something together (docs/MODEL.md sections 5 and 6).
+  need(std::isfinite(c.route_scale) && c.route_scale > 0,
+       "route-scale must be a positive number (it multiplies every gate; 1 = the plain gates)");
+  need(!c.bias_center || c.has_bias(),
+       std::string("--bias-center with --balance ") + name(c.balance) +
+           ": there is no loss-free bias to centre; use --balance lossfree (or lossfree_aux), or drop --bias-center");
+  need(c.balance != Balance::lossfree_aux || c.aux_alpha > 0,
+       "--balance lossfree_aux with --aux-alpha 0 has no aux loss: use --balance lossfree, or a positive --aux-alpha "
+       "(DeepSeek-V3: 1e-4)");
   need(c.grad_accum >= 1 && c.steps >= 0, "grad-accum must be >= 1 and steps >= 0");
   need(c.lr > 0 && c.lr_min >= 0 && c.warmup >= 0, "lr must be positive, lr-min and warmup non-negative");
   need(c.init_std > 0 && c.norm_eps > 0 && c.rope_theta > 0, "init-std, norm eps and rope theta must be positive");
@@ -80,6 +90,17 @@ void validate(const Config& c) {
   std::string msg = "inconsistent config:";
   for (auto& e : errs) msg += "\n  - " + e;
   throw std::runtime_error(msg);
+}
+
+std::vector<std::string> cuda_unsupported(const Config& c) {
+  std::vector<std::string> out;
+  const std::string tail = " is not yet in the CUDA mirror; use --backend cpu";
+  if (c.balance == Balance::lossfree_aux) out.push_back("--balance lossfree_aux (bias plus sequence-wise aux loss)" + tail);
+  if (c.bias_center) out.push_back("--bias-center (centred bias update)" + tail);
+  if (c.route_scale != 1.0f && !c.norm_topk)
+    out.push_back("--route-scale without --norm-topk (gates scaled without renormalisation)" + tail +
+                  " (or add --norm-topk)");
+  return out;
 }
 
 // ---------------------------------------------------------------- presets
@@ -137,7 +158,7 @@ std::vector<Field> fields(Config& c) {
           FF(init_std), FF(rope_theta), FF(norm_eps),
           FE(gate, parse_gate), FE(routing, parse_routing), FE(balance, parse_balance),
           FE(bias_kind, parse_bias_kind), FE(update_rule, parse_update_rule),
-          FF(bias_rate), FF(aux_alpha), FB(aux_per_batch), FB(norm_topk), FF(route_scale),
+          FF(bias_rate), FF(aux_alpha), FB(aux_per_batch), FB(bias_center), FB(norm_topk), FF(route_scale),
           FI(ec_chunk), FB(ec_shuffle),
           FI(B), FI(grad_accum), FI(steps), FF(lr), FF(lr_min), FI(warmup), FE(schedule, parse_schedule),
           Field{"milestones", Field::LIST, &c.milestones, nullptr, nullptr}, FF(lr_decay),
@@ -210,6 +231,9 @@ Config config_from_json(const std::string& text) {
       throw std::runtime_error(std::string("config key '") + f.key + "': " + e.what());
     }
   }
+  // A config without bias_center was written before route_scale acted without norm_topk: that
+  // version computed plain gates, so read it as it ran (docs/FORMAT.md, the config).
+  if (!doc.find("bias_center") && !c.norm_topk) c.route_scale = 1.0f;
   return c;
 }
 

@@ -9,7 +9,8 @@ namespace ref {
 
 enum class Gate { sigmoid, softmax };                 // G in s = G(u . e)
 enum class Routing { token_choice, expert_choice };   // who picks: tokens pick K experts, or experts pick tokens
-enum class Balance { none, aux, lossfree };           // how load is balanced
+// how load is balanced; lossfree_aux = the loss-free bias plus the sequence-wise aux loss (DeepSeek-V3)
+enum class Balance { none, aux, lossfree, lossfree_aux };
 enum class BiasKind { add, mul };                     // selection key s + b, or s * b
 enum class UpdateRule { sign, error };                // b += u*sign(e), or b += u*e/mean(c)
 enum class Schedule { cosine, multistep };
@@ -38,10 +39,11 @@ struct Config {
   BiasKind bias_kind = BiasKind::add;
   UpdateRule update_rule = UpdateRule::sign;
   float bias_rate = 1e-3f;          // u
-  float aux_alpha = 1e-3f;          // alpha (used when balance == aux)
+  float aux_alpha = 1e-3f;          // alpha (used when balance is aux or lossfree_aux)
+  bool bias_center = false;         // subtract the mean over experts from each step's bias deltas (torchtitan)
   bool aux_per_batch = false;       // aux loss over the whole micro-batch instead of per sequence
-  bool norm_topk = false;           // divide selected gates by their sum (DeepSeek-V3 style), then * route_scale
-  float route_scale = 1.0f;
+  bool norm_topk = false;           // divide selected gates by their sum (DeepSeek-V3 style)
+  float route_scale = 1.0f;         // multiplies every gate, with or without norm_topk
   int ec_chunk = 0;                 // expert choice: tokens per chunk (0 = the whole micro-batch)
   bool ec_shuffle = false;          // expert choice: shuffle tokens across the batch before chunking
 
@@ -62,10 +64,17 @@ struct Config {
   bool is_moe_layer(int l) const { return l >= n_dense; }
   int n_moe() const { return L > n_dense ? L - n_dense : 0; }
   int tokens_per_step() const { return B * T * grad_accum; }
+  // Whether the balance mode routes with (and updates) a loss-free bias / adds the aux loss.
+  bool has_bias() const { return balance == Balance::lossfree || balance == Balance::lossfree_aux; }
+  bool has_aux() const { return balance == Balance::aux || balance == Balance::lossfree_aux; }
 };
 
 // Throws std::runtime_error listing every inconsistency (K > E, C % H, odd head dim, ...) and how to fix it.
 void validate(const Config& c);
+
+// The settings the CUDA mirror does not implement yet (each a sentence naming the flag and what to
+// use instead); empty when the config runs on --backend cuda. cuda::make_model refuses the others.
+std::vector<std::string> cuda_unsupported(const Config& c);
 
 // Named presets: "tiny" (tests), "cpu" (default), "gpu", "paper-1b", "paper-3b".
 Config preset(const std::string& name);

@@ -27,13 +27,19 @@ struct MicroBatch {
 
 struct ForwardStats {
   double loss = 0;  // mean cross-entropy of the micro-batch
-  double aux = 0;   // aux loss summed over MoE layers (0 unless balance == aux)
+  double aux = 0;   // aux loss summed over MoE layers (0 unless the balance has an aux loss)
 };
 
 // Routing of one MoE layer in the last forward, copied to the host (see ref/moe.h for the layout).
 struct RoutingTrace {
   std::vector<int> tok_off, a_exp;
   std::vector<float> a_gate, scores;  // scores (N,E)
+};
+
+// Router input, logits and aux loss of one MoE layer in the last forward, on the host (dumps).
+struct RouterTrace {
+  std::vector<float> router_in, logits;  // u (N,C), the normalised FFN input; logits u routerᵀ (N,E)
+  double aux = 0;                        // this layer's aux loss (alpha included; 0 without an aux loss)
 };
 
 class Model {
@@ -62,6 +68,7 @@ class Model {
   virtual void set_biases(const std::vector<float>& b) = 0;
   virtual std::vector<int64_t> step_counts() const = 0;     // (n_moe, E), summed over the step's micro-batches
   virtual RoutingTrace routing(int moe_index) const = 0;    // of the last forward
+  virtual RouterTrace router_trace(int moe_index) const = 0;  // of the last forward
   virtual std::vector<float> logits() const = 0;            // (N, V) of the last forward
 };
 

@@ -60,9 +60,10 @@ class ModelImpl final : public ref::Model {
   }
   // The loss-free update: after the optimizer step, from the integer counts of the whole step.
   void update_bias() override {
-    if (c_.balance != ref::Balance::lossfree || c_.routing != ref::Routing::token_choice) return;
+    if (!c_.has_bias() || c_.routing != ref::Routing::token_choice) return;
     for (int mi = 0; mi < c_.n_moe(); ++mi)
-      bias_update(bias_ + (size_t)mi * c_.E, counts_ + (size_t)mi * c_.E, c_.E, c_.update_rule, c_.bias_rate);
+      bias_update(bias_ + (size_t)mi * c_.E, counts_ + (size_t)mi * c_.E, c_.E, c_.update_rule, c_.bias_rate,
+                  c_.bias_center);
   }
 
   std::vector<float> get(ref::Arena a) const override {
@@ -102,6 +103,11 @@ class ModelImpl final : public ref::Model {
     return r;
   }
   std::vector<float> logits() const override { return host_floats(logits_, (size_t)c_.B * c_.T * c_.V); }
+  ref::RouterTrace router_trace(int mi) const override {
+    const Layer& a = layers_.at(c_.n_dense + mi);
+    const size_t N = (size_t)c_.B * c_.T;
+    return ref::RouterTrace{host_floats(a.ln2, N * c_.C), host_floats(a.rlogits, N * c_.E), a.aux};
+  }
 
   // Exact access for the double-precision gradient checks.
   T* arena(ref::Arena a) const {
@@ -128,6 +134,7 @@ class ModelImpl final : public ref::Model {
     T *rlogits = nullptr, *scores = nullptr, *eh1 = nullptr, *eh3 = nullptr, *eact = nullptr, *y = nullptr;
     T *a_gate = nullptr, *auxf = nullptr;
     int *tok_off = nullptr, *a_tok = nullptr, *a_exp = nullptr, *perm = nullptr, *exp_off = nullptr;
+    double aux = 0;  // the layer's aux loss in the last forward
   };
 
   size_t counts_len() const { return (size_t)c_.n_moe() * c_.E; }
@@ -195,6 +202,10 @@ class ModelImpl final : public ref::Model {
     if (c_.n_moe() > 0) {
       dscores_ = alloc<T>(N * E); drl_ = alloc<T>(N * E); dy_ = alloc<T>(A * C); dgate_ = alloc<T>(A);
       escratch_ = alloc<T>(A * (2 * F + C));
+    }
+    if (c_.balance == ref::Balance::lossfree_aux && c_.n_moe() > 0) {  // the aux loss's unbiased top-K
+      aux_tok_off_ = alloc<int>(N + 1); aux_a_tok_ = alloc<int>(A); aux_a_exp_ = alloc<int>(A);
+      aux_a_gate_ = alloc<T>(A);
     }
   }
   size_t off(const std::string& name) const { return table_.get(name).offset; }
@@ -278,7 +289,7 @@ class ModelImpl final : public ref::Model {
     gemm(a.rlogits, a.ln2, params_ + w.router, N, C, E);
     router_scores_forward(a.scores, a.rlogits, N, E, c_.gate);
     if (c_.routing == ref::Routing::token_choice) {
-      const float* bias = c_.balance == ref::Balance::lossfree ? bias_ + (size_t)mi * E : nullptr;
+      const float* bias = c_.has_bias() ? bias_ + (size_t)mi * E : nullptr;
       route_token_choice(a.tok_off, a.a_tok, a.a_exp, a.a_gate, a.scores, bias, c_.bias_kind, N, E, K, c_.norm_topk,
                          c_.route_scale);
     } else {
@@ -290,9 +301,21 @@ class ModelImpl final : public ref::Model {
     experts_forward(a.y, a.eh1, a.eh3, a.eact, a.ln2, params_ + w.ew1, params_ + w.ew3, params_ + w.ew2, a.perm,
                     a.exp_off, a.a_tok, E, C, F);
     combine_forward(out, a.y, a.a_gate, a.tok_off, N, C);
-    if (c_.balance != ref::Balance::aux) return 0.0;
-    return aux_loss_forward(a.auxf, a.scores, a.tok_off, a.a_exp, N, c_.T, E, K, c_.gate, c_.aux_per_batch,
-                            c_.aux_alpha);
+    a.aux = 0.0;
+    if (!c_.has_aux()) return 0.0;
+    if (c_.balance == ref::Balance::lossfree_aux) {
+      // DeepSeek-V3's sequence-wise loss next to the bias: its counts f are the top-K of the plain
+      // scores (what the router would pick without the bias), as in the paper's formula and
+      // Megatron-Core; the biased routing above only decides which experts run.
+      route_token_choice(aux_tok_off_, aux_a_tok_, aux_a_exp_, aux_a_gate_, a.scores, nullptr, c_.bias_kind, N, E, K,
+                         false, 1.0f);
+      a.aux = aux_loss_forward(a.auxf, a.scores, aux_tok_off_, aux_a_exp_, N, c_.T, E, K, c_.gate, c_.aux_per_batch,
+                               c_.aux_alpha);
+      return a.aux;
+    }
+    a.aux = aux_loss_forward(a.auxf, a.scores, a.tok_off, a.a_exp, N, c_.T, E, K, c_.gate, c_.aux_per_batch,
+                             c_.aux_alpha);
+    return a.aux;
   }
 
   // ---------------------------------------------------------------- backward
@@ -368,7 +391,7 @@ class ModelImpl final : public ref::Model {
                      a.a_tok, N, E, C, F);
     dev_zero(dscores_, (size_t)N * E);
     gates_backward(dscores_, dgate_, a.scores, a.tok_off, a.a_exp, a.a_gate, N, E, c_.norm_topk, c_.route_scale);
-    if (c_.balance == ref::Balance::aux)
+    if (c_.has_aux())
       aux_loss_backward(dscores_, a.auxf, a.scores, N, c_.T, E, c_.gate, c_.aux_per_batch, c_.aux_alpha, loss_scale);
     dev_zero(drl_, (size_t)N * E);
     router_scores_backward(drl_, dscores_, a.scores, N, E, c_.gate);
@@ -390,4 +413,6 @@ class ModelImpl final : public ref::Model {
   T *dresid_ = nullptr, *dln_ = nullptr, *dattn_ = nullptr, *dq_ = nullptr, *dk_ = nullptr, *dv_ = nullptr;
   T *dh1_ = nullptr, *dh3_ = nullptr, *dact_ = nullptr, *dlogits_ = nullptr;
   T *dscores_ = nullptr, *drl_ = nullptr, *dy_ = nullptr, *dgate_ = nullptr, *escratch_ = nullptr;
+  int *aux_tok_off_ = nullptr, *aux_a_tok_ = nullptr, *aux_a_exp_ = nullptr;  // lossfree_aux: unbiased top-K
+  T* aux_a_gate_ = nullptr;
 };

@@ -104,12 +104,17 @@ void top_k_one_token(int* idx, T* best, const T* s, const float* bias, BiasKind 
   }
 }
 
-// Gates of one token's assignments [a0, a1): the unbiased score of each, optionally divided by their
-// sum (summed in assignment order) and multiplied by scale. The bias never enters here.
+// Gates of one token's assignments [a0, a1): the unbiased score of each times scale, or with norm_topk
+// divided by their sum (summed in assignment order) and then multiplied by scale. The bias never
+// enters here. (scale 1 multiplies exactly, so the plain gates are the scores bit for bit.)
 template <typename T>
 void set_gates(T* a_gate, const int* a_exp, const T* s, int a0, int a1, bool norm_topk, float scale, int t) {
+  if (!norm_topk) {
+    for (int a = a0; a < a1; a++) a_gate[a] = s[a_exp[a]] * T(scale);
+    return;
+  }
   for (int a = a0; a < a1; a++) a_gate[a] = s[a_exp[a]];
-  if (!norm_topk || a0 == a1) return;
+  if (a0 == a1) return;
   T Z = 0;
   for (int a = a0; a < a1; a++) Z += a_gate[a];
   if (!(Z > T(0)))
@@ -258,7 +263,7 @@ void gates_backward(T* dscores, const T* da_gate, const T* scores, const int* to
     const T* s = scores + (size_t)t * E;
     T* ds = dscores + (size_t)t * E;
     if (!norm_topk) {
-      for (int a = a0; a < a1; a++) ds[a_exp[a]] += da_gate[a];  // gate = s: identity onto the selected
+      for (int a = a0; a < a1; a++) ds[a_exp[a]] += da_gate[a] * T(scale);  // gate = scale * s
       continue;
     }
     // g_a = scale * s_a / Z, Z = sum_b s_b  =>  ds_b = (scale * dg_b - sum_a dg_a g_a) / Z
@@ -513,9 +518,27 @@ int64_t checked_load_sum(const char* op, const int64_t* counts, int E) {
 
 }  // namespace
 
-void bias_update(float* bias, const int64_t* counts, int E, UpdateRule rule, float u) {
+void bias_update(float* bias, const int64_t* counts, int E, UpdateRule rule, float u, bool center) {
   const int64_t sum = checked_load_sum("bias_update", counts, E);
   if (sum == 0) return;  // no load seen: nothing to balance
+  if (center) {
+    // torchtitan's update: the step's deltas minus their mean over the experts, so that the bias's
+    // mean stays where it started. docs/FORMAT.md fixes the arithmetic: delta_i in double (sign rule
+    // u * sgn_i with the sign decided in integers; error rule as below), mu = sum_i delta_i / E
+    // summed in expert order, b_i = fp32(b_i + fp32(delta_i - mu)).
+    std::vector<double> delta(E);
+    const double mean = double(sum) / E;
+    double mu = 0;
+    for (int i = 0; i < E; i++) {
+      const int64_t diff = sum - (int64_t)E * counts[i];
+      delta[i] = rule == UpdateRule::sign ? (diff > 0 ? double(u) : diff < 0 ? -double(u) : 0.0)
+                                          : double(u) * (mean - double(counts[i])) / mean;
+      mu += delta[i];
+    }
+    mu /= E;
+    for (int i = 0; i < E; i++) bias[i] = bias[i] + float(delta[i] - mu);
+    return;
+  }
   for (int i = 0; i < E; i++) {
     const int64_t diff = sum - (int64_t)E * counts[i];  // = E * e_i, exactly
     if (rule == UpdateRule::sign) {

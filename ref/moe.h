@@ -27,8 +27,9 @@ void router_scores_backward(T* dlogits, const T* dscores, const T* scores, int N
 // ---- selection ----
 // Token choice. key_i = s_i (bias == nullptr), s_i + b_i (kind add) or s_i * b_i (kind mul).
 // Each token takes the K experts of largest key; equal keys go to the lower expert index; the K
-// are stored in descending key order (ties: lower index first). Gate = the unbiased score s_i;
-// with norm_topk, gate = scale * s_i / sum of the token's K selected s. The bias never enters a gate.
+// are stored in descending key order (ties: lower index first). Gate = scale * the unbiased score
+// s_i; with norm_topk, gate = scale * s_i / sum of the token's K selected s. The bias never enters a
+// gate. (K = 1 with norm_topk: gate = scale exactly, and its gradient to the scores is 0.)
 template <typename T>
 void route_token_choice(int* tok_off, int* a_tok, int* a_exp, T* a_gate, const T* scores, const float* bias,
                         BiasKind kind, int N, int E, int K, bool norm_topk, float scale);
@@ -41,7 +42,7 @@ template <typename T>
 void route_expert_choice(int* tok_off, int* a_tok, int* a_exp, T* a_gate, const T* scores, const int* order,
                          int N, int E, int K, int chunk, bool norm_topk, float scale);
 
-// dscores (N,E) += gradient of the gates with respect to the scores (identity onto the selected
+// dscores (N,E) += gradient of the gates with respect to the scores (scale onto the selected
 // entries, or through the normalisation when norm_topk).
 template <typename T>
 void gates_backward(T* dscores, const T* da_gate, const T* scores, const int* tok_off, const int* a_exp,
@@ -94,7 +95,9 @@ void aux_loss_backward(T* dscores, const T* f, const T* scores, int N, int T_, i
 // counts (E): integer loads summed over every micro-batch of the optimizer step.
 // e_i = mean(c) - c_i; sign rule: b_i += u * sign(e_i); error rule: b_i += u * e_i / mean(c).
 // The sign is decided in integers (E*c_i vs sum c), so it cannot flip through rounding.
-void bias_update(float* bias, const int64_t* counts, int E, UpdateRule rule, float u);
+// center (torchtitan): the deltas minus their mean over the experts are added instead, so the mean
+// of the bias never moves (docs/FORMAT.md has the exact arithmetic).
+void bias_update(float* bias, const int64_t* counts, int E, UpdateRule rule, float u, bool center = false);
 
 // MaxVio = (max_i c_i - mean(c)) / mean(c); 0 when every count is 0.
 double maxvio(const int64_t* counts, int E);

@@ -38,15 +38,15 @@ fi
 
 STEPS=40; EVAL_EVERY=20; EVAL_BATCHES=4
 COMMON="--preset tiny --data $DATA --steps $STEPS --warmup 5 --lr 1e-3 --lr-min 1e-4 --init-std 0.02 --batch 4 --seq 32
-        --threads 2 --eval-every $EVAL_EVERY --eval-batches $EVAL_BATCHES --ep-dp 1 --print-every 1000
-        --bias-rate 1e-2 --aux-alpha 1e-2"
+        --threads 2 --eval-every $EVAL_EVERY --eval-batches $EVAL_BATCHES --ep-dp 1 --print-every 1000"
+# (--bias-rate and --aux-alpha only where they act: train refuses a flag without effect)
 MODES=(
   "none|--balance none"
-  "aux-seq|--balance aux"
-  "aux-batch|--balance aux --aux-per-batch"
-  "lossfree-add-sign|--balance lossfree --bias-kind add --update-rule sign"
-  "lossfree-add-error|--balance lossfree --bias-kind add --update-rule error"
-  "lossfree-mul-sign|--balance lossfree --bias-kind mul --update-rule sign"
+  "aux-seq|--balance aux --aux-alpha 1e-2"
+  "aux-batch|--balance aux --aux-alpha 1e-2 --aux-per-batch"
+  "lossfree-add-sign|--balance lossfree --bias-rate 1e-2 --bias-kind add --update-rule sign"
+  "lossfree-add-error|--balance lossfree --bias-rate 1e-2 --bias-kind add --update-rule error"
+  "lossfree-mul-sign|--balance lossfree --bias-rate 1e-2 --bias-kind mul --update-rule sign"
   "expert-choice|--balance none --routing expert"
 )
 names=()

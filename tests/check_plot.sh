@@ -23,8 +23,8 @@ P="$BUILD/plot"
 
 # ---- logs: four short runs (two balance modes x two EP sizes) and one written by hand
 COMMON="--preset tiny --data $DATA --seq 32 --batch 2 --grad-accum 2 --steps 10 --warmup 2 --init-std 0.02
-        --eval-every 5 --threads 2 --print-every 1000 --bias-rate 1e-2"
-for run in "lf1|--balance lossfree --ep-dp 1" "lf2|--balance lossfree --ep-dp 2" \
+        --eval-every 5 --threads 2 --print-every 1000"
+for run in "lf1|--balance lossfree --bias-rate 1e-2 --ep-dp 1" "lf2|--balance lossfree --bias-rate 1e-2 --ep-dp 2" \
            "none1|--balance none --ep-dp 1" "none2|--balance none --ep-dp 2"; do
   name=${run%%|*}; flags=${run#*|}
   # shellcheck disable=SC2086

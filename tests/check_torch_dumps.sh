@@ -3,7 +3,10 @@
 # (tests/torch_ref.py check), over configs that together cover: gate sigmoid/softmax; balance
 # none / aux (per sequence and per batch) / loss-free add and mul with the sign and error rules;
 # token choice and expert choice (with and without shuffle); K 1..3; E 8 and 6 (not a power of
-# two); S 0..2; n_dense 0, 1, 2; norm_topk with a route scale; grad_accum 2 everywhere.
+# two); S 0..2; n_dense 0, 1, 2; norm_topk with a route scale; grad_accum 2 everywhere; and the
+# peers' semantics: the centred bias update (torchtitan), the bias plus the sequence-wise aux loss
+# (DeepSeek-V3), a gate scale without renormalisation, K=1 gates (Megatron's softmax-after-top-K
+# gives 1; sigmoid gives the score, or 1 with norm_topk); and a dump that continues a checkpoint.
 #
 # Init: the default init std 0.006 puts every sigmoid score at 0.5 +- 0.01, so keys of different
 # experts are ~1e-3 apart and a near-tie (keys within the checker's 1e-5 budget) turns up every
@@ -35,7 +38,25 @@ CASES=(
   "soft-none-ec-shuffle-chunk32|--init-std 0.02 --gate softmax --balance none --routing expert_choice --ec-chunk 32 --ec-shuffle"
   "soft-lossfree-add-error-nd0-E6|--init-std 0.02 --gate softmax --balance lossfree --update-rule error --dense-layers 0 --experts 6"
   "sig-default-init-0.006|--gate sigmoid --balance lossfree"
+  # the peers' router semantics (docs/MODEL.md sections 5-6); multi-step dumps also run `trajectory`
+  "sig-center-sign-3steps|--init-std 0.02 --bias-center --bias-rate 0.01 --dump-steps 3"
+  "soft-center-error-mul|--init-std 0.02 --gate softmax --bias-center --update-rule error --bias-kind mul"
+  "sig-lossfree_aux-normtopk2.5-2steps|--init-std 0.02 --balance lossfree_aux --aux-alpha 1e-3 --norm-topk --route-scale 2.5 --dump-steps 2"
+  "soft-lossfree_aux-batch|--init-std 0.02 --gate softmax --balance lossfree_aux --aux-alpha 0.01 --aux-per-batch"
+  "sig-scale2-no-norm|--init-std 0.02 --route-scale 2"
+  "soft-K1-normtopk-megatron|--init-std 0.02 --gate softmax --topk 1 --norm-topk --balance none"
+  "sig-K1-plain-gate-is-score|--init-std 0.02 --topk 1"
+  "sig-K1-normtopk-gate-1|--init-std 0.02 --topk 1 --norm-topk --route-scale 1.5"
 )
+
+# A dump that continues a checkpoint (step 4 of 20): the schedule, AdamW's moments and step count
+# and the bias go on from the checkpoint, and the checker replays it from the dump's init/.
+RES="--init-std 0.02 --bias-rate 0.01 --steps 20 --warmup 6"
+if "$BUILD/train" $COMMON $RES --stop-after 4 --save "$TMP/ckpt4.safetensors" > "$TMP/ckpt4.log" 2>&1; then
+  CASES+=("resumed-at-step4-2steps|$RES --resume $TMP/ckpt4.safetensors --dump-steps 2")
+else
+  tail -n 5 "$TMP/ckpt4.log"; echo "FAIL: the checkpoint for the resumed dump was not written"; fail=1
+fi
 
 rows=()
 for c in "${CASES[@]}"; do
@@ -47,6 +68,9 @@ for c in "${CASES[@]}"; do
     rows+=("$name|train failed|||||FAIL"); fail=1; continue
   fi
   $PY tests/torch_ref.py check "$dump" > "$TMP/$name.check.log" 2>&1; rc=$?
+  case "$flags" in *--dump-steps*)
+    $PY tests/torch_ref.py trajectory "$dump" >> "$TMP/$name.check.log" 2>&1 || rc=1 ;;
+  esac
   # the full table only when something is off; near-ties and failures always
   if [ $rc -ne 0 ]; then cat "$TMP/$name.check.log"; else grep -E '^(near-tie|warning)' "$TMP/$name.check.log"; fi
   s=$(grep '^SUMMARY' "$TMP/$name.check.log" | tail -n 1)

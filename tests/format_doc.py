@@ -141,6 +141,11 @@ def main(argv):
     # 2. the dump table
     dump_rows = name_rows(section(doc, 'Dump'))
     dump_meta = dict(re.findall(r'`(\w+)` = `([^`]+)`', section(doc, 'Dump')))
+    # the keys of the paragraph that starts with `__metadata__`: (format, version, config, steps, ...)
+    meta_par = re.search(r'^`__metadata__`:(.*?)(?:\n\n|\Z)', section(doc, 'Dump'), re.M | re.S)
+    dump_keys = re.findall(r'`(\w+)` = ', meta_par.group(1)) if meta_par else []
+    if len(dump_keys) < 5:
+        ck.fail(f'FORMAT.md dump section: the __metadata__ paragraph names only {dump_keys}')
 
     # 3. the checkpoint section (prose): params, adam.m/<param>, adam.v/<param>, layers.l.moe.bias
     ckpt_sec = section(doc, 'Checkpoint')
@@ -193,7 +198,7 @@ def main(argv):
         for k in ('format', 'version'):
             if meta.get(k) != dump_meta.get(k):
                 ck.fail(f'{path}: metadata {k} = {meta.get(k)!r}, FORMAT.md says {dump_meta.get(k)!r}')
-        for k in ('config', 'steps', 'backend'):
+        for k in dump_keys:  # every key of the documented __metadata__ paragraph
             if k not in meta:
                 ck.fail(f'{path}: metadata has no {k!r}, which FORMAT.md documents')
     for n, _, _ in dump_rows:

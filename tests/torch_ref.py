@@ -60,7 +60,23 @@ BUDGETS = {
     # move by 2*lr in one implementation and not the other: that shows up as an isolated element
     # off by ~lr (the failure message prints it) and would need a look, not a wider budget.
     'traj_param': dict(rtol=1e-4, atol_rel=1e-4, atol_lr=0.05),
+    # the learning rate against MODEL.md's schedule at the dump's optimizer step: the same formula on
+    # the same fp32 inputs, rounded to fp32 once; the C library's cos and Python's may differ in the
+    # last bit of a double, which can move the fp32 result by one ulp (1.2e-7) at a rounding boundary
+    'lr': dict(rtol=2.4e-7, atol_rel=0.0),
 }
+# A gradient tensor that is zero in exact arithmetic (the router's with K = 1 and norm_topk and no aux
+# loss: every gate is the constant route_scale, so dg/ds = (scale - g) dg / Z = 0) is rounding noise
+# in both implementations, and a budget relative to its own largest element (itself noise) means
+# nothing. Such a tensor is recognised by its float64 reference: at most ZERO_GRAD_REL of the step's
+# largest gradient element G. float64 noise in a cancelling sum is ~1e-16 of its terms, and no
+# gradient these models really have is below ~1e-7 G, so 1e-10 separates the two cases with 3
+# orders of magnitude on either side. It is then compared against the absolute floor
+# ZERO_GRAD_FLOOR * G: fp32 noise of a sum whose terms are of the step's gradient scale is ~u = 6e-8
+# of it, so 1e-7 G admits that and nothing that a real gradient of the tensor could be. Every other
+# tensor keeps the 'grad' budget unchanged.
+ZERO_GRAD_REL = 1e-10
+ZERO_GRAD_FLOOR = 1e-7
 # Routing is decided on keys (s, s+b or s*b). Two keys closer than the score budget cannot be
 # ordered reliably by an fp32 implementation: such a disagreement is a near-tie (reported, and the
 # dump's routing is used from there on), anything farther apart is a failure. 1e-5 of the key's
@@ -141,20 +157,25 @@ class Cfg:
                 setattr(self, k, int(d[k]))
             for k in self.FLOATS:
                 setattr(self, k, float(np.float32(d[k])))
-            for k in ('aux_per_batch', 'norm_topk', 'ec_shuffle'):
+            for k in ('aux_per_batch', 'norm_topk', 'ec_shuffle', 'bias_center'):
                 setattr(self, k, bool(d[k]))
-            for k in ('gate', 'routing', 'balance', 'bias_kind', 'update_rule'):
+            for k in ('gate', 'routing', 'balance', 'bias_kind', 'update_rule', 'schedule'):
                 setattr(self, k, str(d[k]))
+            self.milestones = [int(m) for m in d['milestones']]
         except KeyError as e:
             raise DumpError(f'config metadata lacks key {e}; is this an lfmoe dump of a different version?')
         allowed = dict(gate=('sigmoid', 'softmax'), routing=('token_choice', 'expert_choice'),
-                       balance=('none', 'aux', 'lossfree'), bias_kind=('add', 'mul'), update_rule=('sign', 'error'))
+                       balance=('none', 'aux', 'lossfree', 'lossfree_aux'), bias_kind=('add', 'mul'),
+                       update_rule=('sign', 'error'), schedule=('cosine', 'multistep'))
         for k, vals in allowed.items():
             if getattr(self, k) not in vals:
                 raise DumpError(f'config {k} = {getattr(self, k)!r}, expected one of {vals}')
         self.D = self.C // self.H
         self.N = self.B * self.T
         self.chunk = self.ec_chunk if self.ec_chunk > 0 else self.N
+        # MODEL.md section 6: which balance modes route with a bias, which add the aux loss
+        self.has_bias = self.balance in ('lossfree', 'lossfree_aux')
+        self.has_aux = self.balance in ('aux', 'lossfree_aux')
 
     def moe_layers(self):
         return [l for l in range(self.L) if l >= self.n_dense]
@@ -232,7 +253,7 @@ class Routing:
 
 def selection_keys(s, bias, c):
     """s (N,E) scores as float64 numpy; the key the top-K is taken on."""
-    if c.balance != 'lossfree':
+    if not c.has_bias:
         return s
     b = bias.astype(np.float64)[None, :]
     return s + b if c.bias_kind == 'add' else s * b
@@ -261,19 +282,24 @@ def route_expert_choice(s, order, c):
 
 
 def gates(s, r, c):
-    """Gate of each assignment: the unbiased score, optionally normalised over the token's set."""
+    """Gate of each assignment: route_scale times the unbiased score, or with norm_topk times the
+    score divided by the sum of the token's selected scores (K = 1: exactly route_scale)."""
     a_tok = torch.from_numpy(r.a_tok)
     g = s[a_tok, torch.from_numpy(r.a_exp)]
     if c.norm_topk:
         tot = torch.zeros(s.shape[0], dtype=s.dtype).index_add(0, a_tok, g)
-        g = c.route_scale * g / tot[a_tok]
-    return g
+        g = g / tot[a_tok]
+    return c.route_scale * g
 
 
 def aux_loss(s, r, c):
     """alpha * mean_g sum_i f_gi P_gi over groups (sequences, or the micro-batch); f from integer
-    counts (no gradient), P = mean of s' over the group (s' = s/sum_j s_j for sigmoid)."""
+    counts (no gradient), P = mean of s' over the group (s' = s/sum_j s_j for sigmoid).
+    lossfree_aux (DeepSeek-V3's sequence-wise loss next to the bias): f counts the top-K of the plain
+    scores, not the biased routing r (the paper's formula; Megatron-Core does the same)."""
     N, E = s.shape
+    if c.balance == 'lossfree_aux':
+        r = route_token_choice(s.detach().double().numpy(), c.K)
     sp = s / s.sum(1, keepdim=True) if c.gate == 'sigmoid' else s
     Tg = N if c.aux_per_batch else c.T
     G = N // Tg
@@ -302,8 +328,8 @@ def moe(u, P, l, c, bias, router):
             continue
         y = swiglu(u[a_tok[sel]], P[p + 'experts.w1'][e], P[p + 'experts.w3'][e], P[p + 'experts.w2'][e])
         out = out.index_add(0, a_tok[sel], g[sel, None] * y)
-    aux = aux_loss(s, r, c) if c.balance == 'aux' else None
-    return out, dict(scores=s, gates=g, routing=r, aux=aux)
+    aux = aux_loss(s, r, c) if c.has_aux else None
+    return out, dict(u=u, logits=logits, scores=s, gates=g, routing=r, aux=aux)
 
 
 def forward(P, biases, tokens, targets, c, router):
@@ -330,11 +356,28 @@ def forward(P, biases, tokens, targets, c, router):
 # ----------------------------------------------------------------------------- bias update and optimizer
 def bias_update(b, counts, c):
     """FORMAT.md's arithmetic: sign decided in integers; sign rule fp32(b + fp32(u*sign)); error rule
-    delta = double(u) * (mean - c_i) / mean, mean = double(sum c)/E, then fp32(b + fp32(delta))."""
+    delta = double(u) * (mean - c_i) / mean, mean = double(sum c)/E, then fp32(b + fp32(delta)).
+    bias_center (torchtitan): the deltas (in double) minus their mean over the experts, mu summed in
+    expert order, b = fp32(b + fp32(delta - mu)); the bias's mean then never moves."""
     b = b.astype(np.float32).copy()
-    if c.balance != 'lossfree':
+    if not c.has_bias or c.routing != 'token_choice':
         return b
     u, tot, E = np.float32(c.bias_rate), int(counts.sum()), c.E
+    if c.bias_center:
+        if tot == 0:
+            return b
+        mean = float(tot) / E
+        if c.update_rule == 'sign':
+            delta = [float(u) * ((tot > E * int(k)) - (tot < E * int(k))) for k in counts]
+        else:
+            delta = [float(u) * (mean - float(k)) / mean for k in counts]
+        mu = 0.0
+        for x in delta:
+            mu += x
+        mu /= E
+        for i in range(E):
+            b[i] = np.float32(b[i] + np.float32(delta[i] - mu))
+        return b
     for i in range(E):
         if c.update_rule == 'sign':
             sgn = (tot > E * int(counts[i])) - (tot < E * int(counts[i]))
@@ -346,13 +389,37 @@ def bias_update(b, counts, c):
     return b
 
 
-def make_optimizer(params, c):
-    """torch.optim.AdamW, weight decay on matrices (ndim >= 2) only, as FORMAT.md's table says."""
+def make_optimizer(params, c, moments=None, start_step=0):
+    """torch.optim.AdamW, weight decay on matrices (ndim >= 2) only, as FORMAT.md's table says.
+    moments: [(m, v)] per parameter (a dump's init/adam.m, init/adam.v) and start_step the
+    optimizer steps already taken, so that a dump that continues a checkpoint continues AdamW's
+    moments and bias correction (t = start_step + 1 at the first dumped step)."""
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    return torch.optim.AdamW([dict(params=decay, weight_decay=c.weight_decay),
-                              dict(params=no_decay, weight_decay=0.0)],
-                             lr=c.lr, betas=(c.beta1, c.beta2), eps=c.adam_eps, foreach=False)
+    opt = torch.optim.AdamW([dict(params=decay, weight_decay=c.weight_decay),
+                             dict(params=no_decay, weight_decay=0.0)],
+                            lr=c.lr, betas=(c.beta1, c.beta2), eps=c.adam_eps, foreach=False)
+    if moments is not None:
+        for p, (m, v) in zip(params, moments):
+            opt.state[p] = {'step': torch.tensor(float(start_step), dtype=torch.float32),
+                            'exp_avg': m.detach().clone().to(p.dtype), 'exp_avg_sq': v.detach().clone().to(p.dtype)}
+    return opt
+
+
+def learning_rate(c, k):
+    """MODEL.md section 7 at 0-based optimizer step k, written from the page: the warm-up line in
+    fp32 arithmetic, cosine and multistep in double from the fp32 config values, rounded once."""
+    if k < c.warmup:
+        return float(np.float32(np.float32(c.lr) * np.float32(k + 1)) / np.float32(c.warmup))
+    if c.schedule == 'multistep':
+        lr = c.lr
+        for m in c.milestones:
+            if k >= m:
+                lr *= c.lr_decay
+        return float(np.float32(lr))
+    span = c.steps - c.warmup
+    progress = min(1.0, (k - c.warmup) / span) if span > 0 else 1.0
+    return float(np.float32(c.lr_min + 0.5 * (c.lr - c.lr_min) * (1.0 + math.cos(math.pi * progress))))
 
 
 def clip_and_step(opt, params, lr, c):
@@ -503,6 +570,8 @@ class Report:
         # relative error on elements that are not tiny against the tensor's scale
         big = np.abs(ref) >= 1e-3 * scale
         rel = float(np.max(err[big] / np.abs(ref[big]))) if big.any() and scale > 0 else float(err.max(initial=0))
+        if b['rtol'] == 0 and b['atol_rel'] == 0:  # an absolute budget (a zero tensor): no relative error
+            rel = 0.0
         if not np.isfinite(got).all():
             rel = ratio = float('inf')
         w = self.worst.get(cls, (0.0, 0.0))
@@ -547,43 +616,66 @@ class Report:
             print(r[0] if r[1] == '' else f'{r[0]:<{w}}  {r[1]:<10} {r[2]:>9} {r[3]:>9} {r[4]:>10}  {r[5]}')
 
 
-# ----------------------------------------------------------------------------- check (step 0)
+# ----------------------------------------------------------------------------- check
+def mb_names(c, s, m, l):
+    """Names of micro-batch m's tensors of MoE layer l in step s (FORMAT.md, dump version 2)."""
+    pre = f'step{s}/mb{m}/layers.{l}.'
+    return {k: pre + k for k in ('router_in', 'router_logits', 'scores', 'tok_off', 'a_exp', 'a_gate', 'aux_loss')}
+
+
 def load(path):
     d, meta = read_safetensors(path)
     if meta.get('format') != 'lfmoe-dump':
         raise DumpError(f'{path}: metadata format is {meta.get("format")!r}, expected "lfmoe-dump" (write one with train --dump)')
-    if str(meta.get('version')) != '1':
-        raise DumpError(f'{path}: dump version {meta.get("version")!r}, this checker reads version 1')
+    if str(meta.get('version')) != '2':
+        hint = (' (version 1 recorded the router of step 0, micro-batch 0 only); regenerate it with this build\'s '
+                'train --dump' if str(meta.get('version')) == '1' else '')
+        raise DumpError(f'{path}: dump version {meta.get("version")!r}, this checker reads version 2 (docs/FORMAT.md){hint}')
     try:
         c = Cfg(json.loads(meta['config']))
     except (KeyError, ValueError) as e:
         raise DumpError(f'{path}: config metadata missing or not JSON ({e})')
-    steps = int(meta.get('steps', 1))
-    need = [f'init/{n}' for n, _ in param_table(c)] + [f'init/{bias_name(l)}' for l in c.moe_layers()]
+    try:
+        steps, start = int(meta['steps']), int(meta['start_step'])
+    except (KeyError, ValueError) as e:
+        raise DumpError(f'{path}: metadata steps / start_step missing or not integers ({e})')
+    table = [n for n, _ in param_table(c)]
+    need = [f'init/{n}' for n in table] + [f'init/adam.{x}/{n}' for x in 'mv' for n in table]
+    need += [f'init/{bias_name(l)}' for l in c.moe_layers()]
     for s in range(steps):
         need += [f'step{s}/{k}' for k in ('tokens', 'targets', 'lr', 'loss', 'aux_loss', 'grad_norm')]
+        for l in c.moe_layers():
+            need += [f'step{s}/layers.{l}.{k}' for k in ('router', 'bias', 'counts', 'bias_after')]
+            for m in range(c.grad_accum):
+                need += list(mb_names(c, s, m, l).values())
     missing = [n for n in need if n not in d]
     if missing:
-        raise DumpError(f'{path}: missing tensors {missing[:5]}{" ..." if len(missing) > 5 else ""}')
+        raise DumpError(f'{path}: missing tensors {missing[:5]}{" ..." if len(missing) > 5 else ""} '
+                        f'({len(missing)} of the names FORMAT.md version 2 requires)')
     for n, shape in param_table(c):
-        if tuple(d[f'init/{n}'].shape) != shape:
-            raise DumpError(f'{path}: init/{n} has shape {list(d["init/" + n].shape)}, the config implies {list(shape)}')
-    return d, meta, c, steps
+        for pre in ('init/', 'init/adam.m/', 'init/adam.v/'):
+            if tuple(d[pre + n].shape) != shape:
+                raise DumpError(f'{path}: {pre}{n} has shape {list(d[pre + n].shape)}, the config implies {list(shape)}')
+    return d, meta, c, steps, start
 
 
 def init_state(d, c, dtype=torch.float64):
+    """Parameters, biases and AdamW moments before the first dumped step."""
     P = {n: torch.tensor(d[f'init/{n}'], dtype=dtype, requires_grad=True) for n, _ in param_table(c)}
     biases = {l: d[f'init/{bias_name(l)}'].astype(np.float32).copy() for l in c.moe_layers()}
-    return P, biases
+    moments = [(torch.tensor(d[f'init/adam.m/{n}'], dtype=dtype), torch.tensor(d[f'init/adam.v/{n}'], dtype=dtype))
+               for n, _ in param_table(c)]
+    return P, biases, moments
 
 
-def run_step(P, biases, d, c, s, router, keep_mb0=False):
+def run_step(P, biases, d, c, s, router, keep=False):
     """Forward + backward of every micro-batch of step s (loss (CE + aux)/grad_accum each).
-    Returns mean CE, mean aux, summed counts per layer, and micro-batch 0's outputs."""
+    Returns mean CE, mean aux, summed counts per layer, and (keep) every micro-batch's outputs:
+    [(logits, {layer: info})]."""
     tokens, targets = d[f'step{s}/tokens'], d[f'step{s}/targets']
     ce_sum = aux_sum = 0.0
     counts = {l: np.zeros(c.E, dtype=np.int64) for l in c.moe_layers()}
-    mb0 = None
+    kept = []
     for m in range(c.grad_accum):
         if router is not None:
             router.at(s, m)
@@ -593,9 +685,10 @@ def run_step(P, biases, d, c, s, router, keep_mb0=False):
         aux_sum += float(aux)
         for l in info:
             counts[l] += info[l]['routing'].counts(c.E)
-        if m == 0 and keep_mb0:
-            mb0 = (logits.detach(), {l: (i['scores'].detach(), i['gates'].detach(), i['routing']) for l, i in info.items()})
-    return ce_sum / c.grad_accum, aux_sum / c.grad_accum, counts, mb0
+        if keep:
+            kept.append((logits.detach(), {l: {k: (v.detach() if torch.is_tensor(v) else v) for k, v in i.items()}
+                                           for l, i in info.items()}))
+    return ce_sum / c.grad_accum, aux_sum / c.grad_accum, counts, kept
 
 
 def own_router(c):
@@ -618,16 +711,24 @@ def check_inputs(rep, d, c, steps):
         rep.ints(f'step{s}/targets[:, :, :-1] == tokens[:, :, 1:]', tg[:, :, :-1], tk[:, :, 1:])
 
 
-def check_optimizer(rep, d, c, biases, counts):
+def check_schedule(rep, d, c, steps, start):
+    """Every step's learning rate is the schedule's at optimizer step start_step + s (a dump that
+    continues a checkpoint continues its schedule)."""
+    for s in range(steps):
+        rep.floats(f'step{s}/lr', d[f'step{s}/lr'], [learning_rate(c, start + s)], 'lr')
+
+
+def check_optimizer(rep, d, c, biases, counts, start):
     """1-step dumps: the parameters after the step, recomputed from the dump's own gradient.
     Adam's first update is lr * g/(|g| + eps), about lr * sign(g): recomputing it from our gradient
     would turn a rounding-level difference in a near-zero gradient element into a 2*lr difference.
-    Our gradient is checked against lfmoe's separately, so this isolates clipping + AdamW."""
-    P = {n: torch.tensor(d[f'init/{n}'], requires_grad=True) for n, _ in param_table(c)}
+    Our gradient is checked against lfmoe's separately, so this isolates clipping + AdamW (with the
+    dump's initial moments and step count)."""
+    P, _, moments = init_state(d, c)
     for n, p in P.items():
-        p.grad = torch.tensor(d[f'step0/grad/{n}'])
+        p.grad = torch.tensor(d[f'step0/grad/{n}'], dtype=p.dtype)
     params = list(P.values())
-    opt = make_optimizer(params, c)
+    opt = make_optimizer(params, c, moments, start)
     clip_and_step(opt, params, float(d['step0/lr'][0]), c)
     for n, _ in param_table(c):
         if f'final/{n}' in d:
@@ -640,37 +741,89 @@ def check_optimizer(rep, d, c, biases, counts):
 
 
 def recompute_step0(d, c, dtype, router):
-    """Step 0 in `dtype`: {dump name: (array, budget class)}, the summed counts and the biases."""
-    P, biases = init_state(d, c, dtype)
-    ce, aux, counts, (logits, mb0) = run_step(P, biases, d, c, 0, router, keep_mb0=True)
-    out = {'step0/logits': (logits.numpy(), 'activation'), 'step0/loss': ([ce], 'loss'),
+    """The first dumped step in `dtype`: {dump name: (array, budget class)}, the summed counts, the
+    biases. Every micro-batch's router input, logits, scores, gates and per-layer aux loss."""
+    P, biases, _ = init_state(d, c, dtype)
+    ce, aux, counts, kept = run_step(P, biases, d, c, 0, router, keep=True)
+    out = {'step0/logits': (kept[0][0].numpy(), 'activation'), 'step0/loss': ([ce], 'loss'),
            'step0/aux_loss': ([aux], 'loss')}
-    for l, (sc, g, r) in mb0.items():
-        out[f'step0/layers.{l}.scores'] = (sc.numpy(), 'activation')
-        out[f'step0/layers.{l}.a_gate'] = (g.numpy(), 'activation')
-    out['step0/grad_norm'] = ([math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in P.values()))], 'loss')
-    for n, _ in param_table(c):
-        out[f'step0/grad/{n}'] = (P[n].grad.numpy(), 'grad')
+    for m, (_, info) in enumerate(kept):
+        for l, i in info.items():
+            nm = mb_names(c, 0, m, l)
+            out[nm['router_in']] = (i['u'].numpy(), 'activation')
+            out[nm['router_logits']] = (i['logits'].numpy(), 'activation')
+            out[nm['scores']] = (i['scores'].numpy(), 'activation')
+            out[nm['a_gate']] = (i['gates'].numpy(), 'activation')
+            out[nm['aux_loss']] = ([float(i['aux']) if i['aux'] is not None else 0.0], 'loss')
+    grads = {n: P[n].grad.numpy() for n, _ in param_table(c)}
+    out['step0/grad_norm'] = ([math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads.values()))], 'loss')
+    # A gradient tensor that is zero in exact arithmetic is judged against an absolute floor (BUDGETS)
+    G = max(float(np.abs(g).max()) for g in grads.values())
+    for n, g in grads.items():
+        zero = float(np.abs(g).max()) <= ZERO_GRAD_REL * G
+        out[f'step0/grad/{n}'] = (g, 'grad', dict(rtol=0.0, atol_rel=0.0, atol=ZERO_GRAD_FLOOR * G) if zero else None)
     return out, counts, biases
 
 
+def router_replay(rep, d, c, steps, router):
+    """Every step, micro-batch and MoE layer of the dump, from the dump's own router tensors alone
+    (no model): logits = router_in routerᵀ, scores = G(logits), top-K of the keys with the step's
+    bias (or expert choice), gates, the layer's aux loss, the step's counts, the bias chain
+    init -> bias -> bias_after, and the step's aux_loss as the mean over micro-batches of the layer sum.
+    This is the part of a dump another router implementation can be checked against on its own."""
+    for s in range(steps):
+        aux_mb = [0.0] * c.grad_accum
+        for l in c.moe_layers():
+            pre = f'step{s}/layers.{l}.'
+            prev = d[f'init/{bias_name(l)}'] if s == 0 else d[f'step{s - 1}/layers.{l}.bias_after']
+            rep.exact_f32(pre + 'bias', d[pre + 'bias'], prev)
+            if s == 0:
+                rep.exact_f32(pre + 'router', d[pre + 'router'], d[f'init/layers.{l}.moe.router'])
+            W = torch.from_numpy(d[pre + 'router'].astype(np.float64))
+            counts = np.zeros(c.E, dtype=np.int64)
+            for m in range(c.grad_accum):
+                nm = mb_names(c, s, m, l)
+                u = torch.from_numpy(d[nm['router_in']].astype(np.float64))
+                rep.floats(nm['router_logits'], d[nm['router_logits']], (u @ W.T).numpy(), 'activation')
+                lg = torch.from_numpy(d[nm['router_logits']].astype(np.float64))
+                sc = torch.sigmoid(lg) if c.gate == 'sigmoid' else torch.softmax(lg, dim=-1)
+                rep.floats(nm['scores'], d[nm['scores']], sc.numpy(), 'activation')
+                s_dump = torch.from_numpy(d[nm['scores']].astype(np.float64))
+                router.at(s, m)
+                r = router(l, s_dump.numpy(), d[pre + 'bias'].astype(np.float32))
+                counts += r.counts(c.E)
+                rep.floats(nm['a_gate'], d[nm['a_gate']], gates(s_dump, r, c).numpy(), 'activation')
+                aux = float(aux_loss(s_dump, r, c)) if c.has_aux else 0.0
+                rep.floats(nm['aux_loss'], d[nm['aux_loss']], [aux], 'loss')
+                aux_mb[m] += float(d[nm['aux_loss']][0])
+            rep.ints(pre + 'counts', d[pre + 'counts'], counts)
+            rep.exact_f32(pre + 'bias_after', d[pre + 'bias_after'], bias_update(d[pre + 'bias'], counts, c))
+        rep.floats(f'step{s}/aux_loss', d[f'step{s}/aux_loss'], [sum(aux_mb) / c.grad_accum], 'loss')
+
+
 def cmd_check(path, verbose, fp32_floor=False):
-    d, meta, c, steps = load(path)
-    print(f'{path}: backend {meta.get("backend")}, steps {steps}, gate {c.gate}, routing {c.routing}, '
-          f'balance {c.balance}/{c.bias_kind}/{c.update_rule}, E {c.E} K {c.K} S {c.S} n_dense {c.n_dense} '
-          f'L {c.L} grad_accum {c.grad_accum}')
+    d, meta, c, steps, start = load(path)
+    print(f'{path}: backend {meta.get("backend")}, steps {steps} from optimizer step {start}, gate {c.gate}, '
+          f'routing {c.routing}, balance {c.balance}/{c.bias_kind}/{c.update_rule}{"/centred" if c.bias_center else ""}, '
+          f'E {c.E} K {c.K} S {c.S} n_dense {c.n_dense} L {c.L} grad_accum {c.grad_accum} norm_topk {c.norm_topk} '
+          f'route_scale {c.route_scale:g}')
     rep = Report(verbose)
     check_inputs(rep, d, c, 1)
+    check_schedule(rep, d, c, steps, start)
     router = RouteChecker(d, c, NEAR_TIE_RTOL)
     ref, counts, biases = recompute_step0(d, c, torch.float64, router)
-    for name, (val, cls) in ref.items():
-        rep.floats(name, d[name], val, cls)
+    for name, (val, cls, *budget) in ref.items():
+        if budget and budget[0]:
+            print(f'note: {name} is zero in exact arithmetic (float64 max |g| {float(np.abs(val).max()):.2e} <= '
+                  f'{ZERO_GRAD_REL:g} of the step\'s largest gradient): compared with the absolute floor {budget[0]["atol"]:.2e}')
+        rep.floats(name, d[name], val, cls, budget[0] if budget else None)
     for l in c.moe_layers():
-        rep.ints(f'step0/layers.{l}.counts', d[f'step0/layers.{l}.counts'], counts[l])
-        rep.exact_f32(f'step0/layers.{l}.bias_after', d[f'step0/layers.{l}.bias_after'],
-                      bias_update(biases[l], counts[l], c))
+        rep.ints(f'step0/layers.{l}.counts (model)', d[f'step0/layers.{l}.counts'], counts[l])
+    # every step's router from the dump's own tensors (its own route checker: near-ties are reported once per checker)
+    replay = RouteChecker(d, c, NEAR_TIE_RTOL)
+    router_replay(rep, d, c, steps, replay)
     if steps == 1:
-        check_optimizer(rep, d, c, biases, counts)
+        check_optimizer(rep, d, c, biases, counts, start)
     else:
         print(f'note: {steps}-step dump: final/* is checked by the trajectory command')
     if fp32_floor:
@@ -680,18 +833,19 @@ def cmd_check(path, verbose, fp32_floor=False):
         floor = Report()
         r32 = RouteChecker(d, c, NEAR_TIE_RTOL)
         rec, _, _ = recompute_step0(d, c, torch.float32, r32)
-        for name, (val, cls) in ref.items():
-            floor.floats(name, rec[name][0], val, cls)
+        for name, (val, cls, *budget) in ref.items():
+            floor.floats(name, rec[name][0], val, cls, budget[0] if budget else None)
         print('fp32 floor (float32 torch vs float64 on this dump):',
               ' '.join(f'{k}={v[0]:.1e}/{v[1]:.3f}' for k, v in floor.worst.items()))
+    router.failures += replay.failures
+    router.near_ties += [t for t in replay.near_ties if t not in router.near_ties]
     unchecked = [n for n in d if not checked_name(n, c, steps)]
     return finish(rep, router, unchecked)
 
 
 def checked_name(n, c, steps):
-    if n.startswith('init/') or n in ('step0/logits',):
-        return True
-    if n.startswith('step0/grad/') or n.startswith('final/'):
+    """Whether n is a name of FORMAT.md's dump version 2 (everything there is compared by check)."""
+    if n.startswith('init/') or n.startswith('final/') or n == 'step0/logits' or n.startswith('step0/grad/'):
         return True
     parts = n.split('/')
     return parts[0].startswith('step') and parts[0][4:].isdigit() and int(parts[0][4:]) < steps
@@ -703,9 +857,10 @@ def finish(rep, router, unchecked):
     for t in router.near_ties:
         print(t)
     for n in unchecked:
-        print(f'warning: {n} is not a tensor of FORMAT.md version 1 and was not checked')
+        print(f'warning: {n} is not a tensor of FORMAT.md version 2 and was not checked')
     # per class: worst relative error (elements >= 1e-3 of the tensor's scale) / worst fraction of budget
-    cls = dict(activations=('activation',), loss=('loss', 'traj_loss'), grads=('grad',), params=('param', 'traj_param'))
+    cls = dict(activations=('activation',), loss=('loss', 'traj_loss', 'lr'), grads=('grad',),
+               params=('param', 'traj_param'))
     parts = []
     for label, keys in cls.items():
         w = [rep.worst[k] for k in keys if k in rep.worst]
@@ -721,19 +876,25 @@ def finish(rep, router, unchecked):
 def cmd_trajectory(path, verbose):
     """float64 throughout: the reference's own rounding stays far below lfmoe's fp32 rounding, so
     whatever drift appears over the steps is lfmoe's (a float32 reference would add its own)."""
-    d, meta, c, steps = load(path)
-    print(f'{path}: trajectory of {steps} steps, balance {c.balance}/{c.bias_kind}/{c.update_rule}, '
-          f'routing {c.routing}, gate {c.gate}')
+    d, meta, c, steps, start = load(path)
+    print(f'{path}: trajectory of {steps} steps from optimizer step {start}, balance {c.balance}/{c.bias_kind}/'
+          f'{c.update_rule}{"/centred" if c.bias_center else ""}, routing {c.routing}, gate {c.gate}')
     rep = Report(verbose)
     check_inputs(rep, d, c, steps)
-    P, biases = init_state(d, c)
+    check_schedule(rep, d, c, steps, start)
+    P, biases, moments = init_state(d, c)
     params = list(P.values())
-    opt = make_optimizer(params, c)
+    opt = make_optimizer(params, c, moments, start)
     router = RouteChecker(d, c, NEAR_TIE_RTOL)
-    lrs = [float(d[f'step{s}/lr'][0]) for s in range(steps)]
+    lrs = [learning_rate(c, start + s) for s in range(steps)]
+    budget = dict(BUDGETS['traj_param'])
+    budget['atol'] = budget.pop('atol_lr') * max(lrs)
     print(f'{"step":>4} {"loss(dump)":>12} {"loss(ref)":>12} {"aux(dump)":>11} {"aux(ref)":>11} {"gnorm rel":>9}')
     for s in range(steps):
         router.rtol = NEAR_TIE_RTOL if s == 0 else NEAR_TIE_RTOL_TRAJ
+        for l in c.moe_layers():  # the router weights the step used, as this run has them
+            rep.floats(f'step{s}/layers.{l}.router', d[f'step{s}/layers.{l}.router'],
+                       P[f'layers.{l}.moe.router'].detach().numpy(), 'traj_param', budget)
         for p in params:
             p.grad = None
         ce, aux, counts, _ = run_step(P, biases, d, c, s, router)
@@ -748,13 +909,11 @@ def cmd_trajectory(path, verbose):
             rep.ints(f'step{s}/layers.{l}.counts', d[f'step{s}/layers.{l}.counts'], counts[l])
             biases[l] = bias_update(biases[l], counts[l], c)
             rep.exact_f32(f'step{s}/layers.{l}.bias_after', d[f'step{s}/layers.{l}.bias_after'], biases[l])
-    budget = dict(BUDGETS['traj_param'])
-    budget['atol'] = budget.pop('atol_lr') * max(lrs)
     for n, _ in param_table(c):
         rep.floats(f'final/{n}', d[f'final/{n}'], P[n].detach().numpy(), 'traj_param', budget)
     for l in c.moe_layers():
         rep.exact_f32(f'final/{bias_name(l)}', d[f'final/{bias_name(l)}'], biases[l])
-    unchecked = [n for n in d if not (checked_name(n, c, steps) or n.startswith('step0/'))]
+    unchecked = [n for n in d if not checked_name(n, c, steps)]
     return finish(rep, router, unchecked)
 
 
@@ -762,7 +921,7 @@ def cmd_trajectory(path, verbose):
 def selftest_config(**kw):
     base = dict(V=64, C=32, H=4, L=3, n_dense=1, Fd=48, E=6, K=2, S=1, F=16, T=16, init_std=0.05,
                 rope_theta=10000.0, norm_eps=1e-6, gate='sigmoid', routing='token_choice', balance='lossfree',
-                bias_kind='add', update_rule='sign', bias_rate=1e-3, aux_alpha=1e-2, aux_per_batch=False,
+                bias_kind='add', update_rule='sign', bias_rate=1e-3, aux_alpha=1e-2, aux_per_batch=False, bias_center=False,
                 norm_topk=False, route_scale=1.0, ec_chunk=0, ec_shuffle=False, B=2, grad_accum=2, steps=1,
                 lr=1e-3, lr_min=1e-4, warmup=2, schedule='cosine', milestones=[], lr_decay=0.316, beta1=0.9,
                 beta2=0.95, adam_eps=1e-8, weight_decay=0.1, grad_clip=1.0, seed=1)
@@ -770,9 +929,11 @@ def selftest_config(**kw):
     return base
 
 
-def write_fake_dump(path, cfgd, steps=1, tie=False, seed=0):
-    """A float32 run of this model written in the dump format: what another fp32 implementation
-    would produce. tie=True makes two router rows equal so that every token has an exact tie."""
+def write_fake_dump(path, cfgd, steps=1, tie=False, seed=0, start=0):
+    """A float32 run of this model written in the dump format (version 2): what another fp32
+    implementation would produce. tie=True makes two router rows equal so that every token has an
+    exact tie. start > 0 writes a dump that continues a run at optimizer step `start`: nonzero
+    AdamW moments and bias in init/, the schedule from there."""
     c = Cfg(cfgd)
     g = torch.Generator().manual_seed(seed)
     out = {}
@@ -785,15 +946,26 @@ def write_fake_dump(path, cfgd, steps=1, tie=False, seed=0):
         for l in c.moe_layers():
             out[f'init/layers.{l}.moe.router'][3] = out[f'init/layers.{l}.moe.router'][1]
     for l in c.moe_layers():
-        out[f'init/{bias_name(l)}'] = np.full(c.E, 1.0 if c.bias_kind == 'mul' and c.balance == 'lossfree' else 0.0, np.float32)
+        b0 = 1.0 if c.bias_kind == 'mul' and c.has_bias else 0.0
+        out[f'init/{bias_name(l)}'] = np.full(c.E, b0, np.float32)
+        if start > 0 and c.has_bias:  # a bias that has been moving for `start` steps
+            out[f'init/{bias_name(l)}'] += (torch.randn(c.E, generator=g) * 5 * c.bias_rate).numpy().astype(np.float32)
+    for n, shape in param_table(c):
+        m = torch.randn(shape, generator=g) * 1e-3 if start > 0 else torch.zeros(shape)
+        v = torch.rand(shape, generator=g) * 1e-6 if start > 0 else torch.zeros(shape)
+        out[f'init/adam.m/{n}'], out[f'init/adam.v/{n}'] = m.numpy().astype(np.float32), v.numpy().astype(np.float32)
     P = {n: torch.tensor(out[f'init/{n}'], dtype=torch.float32, requires_grad=True) for n, _ in param_table(c)}
     biases = {l: out[f'init/{bias_name(l)}'].copy() for l in c.moe_layers()}
     params = list(P.values())
-    opt = make_optimizer(params, c)
+    opt = make_optimizer(params, c, [(torch.tensor(out[f'init/adam.m/{n}']), torch.tensor(out[f'init/adam.v/{n}']))
+                                     for n, _ in param_table(c)], start)
     data = torch.randint(0, c.V, (steps, c.grad_accum, c.B, c.T + 1), generator=g).numpy().astype(np.int32)
     for s in range(steps):
         tokens, targets = data[s, :, :, :-1], data[s, :, :, 1:]
         out[f'step{s}/tokens'], out[f'step{s}/targets'] = tokens.copy(), targets.copy()
+        for l in c.moe_layers():
+            out[f'step{s}/layers.{l}.router'] = P[f'layers.{l}.moe.router'].detach().numpy().copy()
+            out[f'step{s}/layers.{l}.bias'] = biases[l].copy()
         for p in params:
             p.grad = None
         ce_sum = aux_sum = 0.0
@@ -815,16 +987,18 @@ def write_fake_dump(path, cfgd, steps=1, tie=False, seed=0):
             ((ce + aux) / c.grad_accum).backward()
             ce_sum, aux_sum = ce_sum + float(ce), aux_sum + float(aux)
             for l, i in info.items():
-                r = i['routing']
-                out[f'step{s}/mb{m}/layers.{l}.tok_off'] = r.tok_off.astype(np.int32)
-                out[f'step{s}/mb{m}/layers.{l}.a_exp'] = r.a_exp.astype(np.int32)
+                r, nm = i['routing'], mb_names(c, s, m, l)
+                out[nm['router_in']] = i['u'].detach().numpy()
+                out[nm['router_logits']] = i['logits'].detach().numpy()
+                out[nm['scores']] = i['scores'].detach().numpy()
+                out[nm['tok_off']] = r.tok_off.astype(np.int32)
+                out[nm['a_exp']] = r.a_exp.astype(np.int32)
+                out[nm['a_gate']] = i['gates'].detach().numpy()
+                out[nm['aux_loss']] = np.array([float(i['aux']) if i['aux'] is not None else 0.0], np.float32)
                 counts[l] += r.counts(c.E)
-                if s == 0 and m == 0:
-                    out[f'step0/layers.{l}.scores'] = i['scores'].detach().numpy()
-                    out[f'step0/layers.{l}.a_gate'] = i['gates'].detach().numpy()
             if s == 0 and m == 0:
                 out['step0/logits'] = logits.detach().numpy()
-        lr = np.float32(c.lr * (s + 1) / max(c.warmup, 1))
+        lr = np.float32(learning_rate(c, start + s))
         if s == 0:
             for n, p in P.items():
                 out[f'step0/grad/{n}'] = p.grad.numpy().copy()
@@ -840,8 +1014,9 @@ def write_fake_dump(path, cfgd, steps=1, tie=False, seed=0):
     for l in c.moe_layers():
         out[f'final/{bias_name(l)}'] = biases[l]
     out = {k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in out.items()}
-    write_safetensors(path, out, {'format': 'lfmoe-dump', 'version': '1', 'config': json.dumps(cfgd),
-                                  'steps': str(steps), 'backend': 'torch-float32'})
+    write_safetensors(path, out, {'format': 'lfmoe-dump', 'version': '2', 'config': json.dumps(cfgd),
+                                  'steps': str(steps), 'start_step': str(start), 'data_pos': '0',
+                                  'backend': 'torch-float32'})
     return out
 
 
@@ -871,10 +1046,19 @@ def cmd_selftest():
                  ('sigmoid aux per-batch, norm_topk', selftest_config(balance='aux', aux_per_batch=True, norm_topk=True, route_scale=2.0), 1),
                  ('lossfree mul error', selftest_config(bias_kind='mul', update_rule='error'), 1),
                  ('expert choice shuffle chunk 8', selftest_config(routing='expert_choice', ec_shuffle=True, ec_chunk=8, balance='none'), 1),
-                 ('lossfree error, 4 steps', selftest_config(update_rule='error'), 4)]
-        for name, cfgd, steps in cases:
+                 ('lossfree error, 4 steps', selftest_config(update_rule='error'), 4),
+                 # the peers' semantics (docs/MODEL.md sections 5 and 6)
+                 ('centred sign update (torchtitan), 2 steps', selftest_config(bias_center=True), 2),
+                 ('centred error update, mul', selftest_config(bias_center=True, update_rule='error', bias_kind='mul'), 1),
+                 ('lossfree_aux (DeepSeek-V3), norm_topk x2.5, 2 steps',
+                  selftest_config(balance='lossfree_aux', aux_alpha=1e-3, norm_topk=True, route_scale=2.5), 2),
+                 ('softmax K=1 norm_topk (Megatron: gate 1, zero router gradient)',
+                  selftest_config(gate='softmax', K=1, norm_topk=True, balance='none'), 1),
+                 ('sigmoid K=1 x2 without norm_topk', selftest_config(K=1, route_scale=2.0), 1),
+                 ('continues at optimizer step 5, 3 steps', selftest_config(update_rule='error', steps=20, warmup=4), 3, 5)]
+        for name, cfgd, steps, *start in cases:
             p = os.path.join(tmp, 'ok.safetensors')
-            write_fake_dump(p, cfgd, steps)
+            write_fake_dump(p, cfgd, steps, start=start[0] if start else 0)
             st, txt = quiet(cmd_check, p, False)
             if steps > 1:
                 st2, txt2 = quiet(cmd_trajectory, p, False)
@@ -890,11 +1074,27 @@ def cmd_selftest():
         write_fake_dump(base, cfgd)
         lf = os.path.join(tmp, 'lf.safetensors')
         write_fake_dump(lf, selftest_config(update_rule='error'))
+        two = os.path.join(tmp, 'two.safetensors')  # 2 steps, loss-free with the aux loss
+        write_fake_dump(two, selftest_config(balance='lossfree_aux'), 2)
+        cen = os.path.join(tmp, 'cen.safetensors')
+        write_fake_dump(cen, selftest_config(bias_center=True))
+        res_cfg = selftest_config(steps=20, warmup=4)
+        res = os.path.join(tmp, 'res.safetensors')  # continues a run at optimizer step 5
+        write_fake_dump(res, res_cfg, 1, start=5)
 
         def swap_route(d):  # token 0 of layer 1 takes its worst expert instead of its best
-            s = d['step0/layers.1.scores'][0]
+            s = d['step0/mb0/layers.1.scores'][0]
             a = d['step0/mb0/layers.1.a_exp']
             a[0] = int(np.argmin(s))
+
+        def uncentred(d):  # the bias updated without centring the deltas
+            c = Cfg(selftest_config())
+            for l in c.moe_layers():
+                d[f'step0/layers.{l}.bias_after'][:] = bias_update(d[f'init/{bias_name(l)}'], d[f'step0/layers.{l}.counts'], c)
+                d[f'final/{bias_name(l)}'][:] = d[f'step0/layers.{l}.bias_after']
+
+        def scale(name, i, f):
+            return lambda d: d[name].reshape(-1).__setitem__(i, d[name].reshape(-1)[i] * f)
 
         corruptions = [
             ('logit +1e-3 relative', base, lambda d: d['step0/logits'].__setitem__((0, 3, 5), d['step0/logits'][0, 3, 5] * 1.001 + 1e-4)),
@@ -904,7 +1104,20 @@ def cmd_selftest():
             ('count off by one', lf, lambda d: d['step0/layers.1.counts'].__setitem__(0, d['step0/layers.1.counts'][0] + 1)),
             ('bias_after one ulp', lf, lambda d: d['step0/layers.2.bias_after'].__setitem__(1, np.nextafter(d['step0/layers.2.bias_after'][1], np.float32(1)))),
             ('final param: no weight decay', base, lambda d: d['final/lm_head'].__setitem__(slice(None), d['final/lm_head'] / np.float32(1 - 1e-3 * 0.5 * 0.1))),
-            ('gate x1.0001', base, lambda d: d['step0/layers.2.a_gate'].__setitem__(4, d['step0/layers.2.a_gate'][4] * 1.0001)),
+            ('gate x1.0001', base, lambda d: d['step0/mb0/layers.2.a_gate'].__setitem__(4, d['step0/mb0/layers.2.a_gate'][4] * 1.0001)),
+            # dump version 2: later steps and micro-batches, the bias chain, the resumed state
+            ('step 1 mb 1 router input x1.001', two, scale('step1/mb1/layers.2.router_in', 37, 1.001)),
+            ('step 1 mb 0 gate x1.0001', two, scale('step1/mb0/layers.1.a_gate', 5, 1.0001)),
+            ('step 0 mb 1 layer aux loss x1.001', two, scale('step0/mb1/layers.2.aux_loss', 0, 1.001)),
+            ('step 1 routed with a bias one ulp off', two, lambda d: d['step1/layers.1.bias'].__setitem__(
+                2, np.nextafter(d['step1/layers.1.bias'][2], np.float32(1)))),
+            ('step 1 mb 1 routing: a far-from-tie expert', two, lambda d: d['step1/mb1/layers.2.a_exp'].__setitem__(
+                0, int(np.argmin(d['step1/mb1/layers.2.scores'][0])))),
+            ('centred update done uncentred', cen, uncentred),
+            ('resumed dump: schedule restarted at step 0', res, lambda d: d['step0/lr'].__setitem__(
+                0, np.float32(learning_rate(Cfg(res_cfg), 0)))),
+            ('resumed dump: AdamW moments dropped', res, lambda d: [d[k].__setitem__(slice(None), 0)
+                                                                   for k in d if k.startswith('init/adam.m/')]),
         ]
         for name, src, fn in corruptions:
             p = os.path.join(tmp, 'bad.safetensors')

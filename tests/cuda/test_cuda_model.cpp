@@ -190,6 +190,7 @@ class FaultyModel final : public ref::Model {
     return r;
   }
   std::vector<float> logits() const override { return m_->logits(); }
+  ref::RouterTrace router_trace(int mi) const override { return m_->router_trace(mi); }
 
  private:
   std::unique_ptr<ref::Model> m_;

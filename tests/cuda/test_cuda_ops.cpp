@@ -585,9 +585,16 @@ TEST_CASE("cuda expert choice on identical scores: identical routing; bad chunk 
     INFO("case: " << std::string(c.name));
     const std::vector<float> scores = router_scores_input(c.quantized, ++seed);
     const std::vector<int> order = c.shuffle ? permutation(kN, seed + 50) : std::vector<int>();
-    const Route want = ref_expert_choice(scores, order, c.K, c.chunk, c.norm, 1.5f);
-    const Route got = cuda_expert_choice(scores, order, c.K, c.chunk, c.norm, 1.5f);
+    // the mirror scales gates only with norm_topk (ref scales the plain ones too; refused here)
+    const float scale = c.norm ? 1.5f : 1.0f;
+    const Route want = ref_expert_choice(scores, order, c.K, c.chunk, c.norm, scale);
+    const Route got = cuda_expert_choice(scores, order, c.K, c.chunk, c.norm, scale);
     expect_same_route(c.name, got, want);
+  }
+  {  // a gate scale without norm_topk is not in the mirror yet: refused, naming it
+    const std::vector<float> s = router_scores_input(false, 2);
+    CHECK_THROWS_WITH_AS(cuda_expert_choice(s, {}, 2, 15, false, 1.5f), doctest::Contains("not yet in the CUDA mirror"),
+                         std::runtime_error);
   }
   const std::vector<float> scores = router_scores_input(false, 1);
   CHECK_THROWS_AS(cuda_expert_choice(scores, {}, 2, 10, false, 1.0f), std::runtime_error);  // 75 % 10 != 0
@@ -599,6 +606,7 @@ TEST_CASE("cuda gates backward matches ref (plain and norm_topk)") {
     INFO("norm_topk " << norm);
     TokenChoiceCase c = token_choice_cases()[5];
     c.norm_topk = norm;
+    if (!norm) c.scale = 1.0f;  // the mirror scales gates only with norm_topk (the other case is refused)
     const std::vector<float> scores = router_scores_input(false, 300);
     const Route r = ref_token_choice(scores, c);
     const int A = kN * c.K;
