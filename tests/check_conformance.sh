@@ -4,6 +4,7 @@
 #   * the example adapters (Megatron-, torchtitan-, HF-DeepseekV3-style, and the DeepSeek-V3
 #     inference gate with --router-only) must pass on the dumps of their settings;
 #   * every planted bug of tools/conformance/adapters/bugs.py must fail with its own DIAGNOSIS name;
+#   * an exact tie (planted into a 1-step dump) broken to the higher index is one near-tie and passes;
 #   * the kit refuses what it cannot check (not a dump, an adapter without the interface, a config
 #     the adapter cannot express) with exit status 2.
 # With a build whose dumps are version 1 (no router logits) only the replay checks run, and the bugs
@@ -28,6 +29,7 @@ if [ $v2 -eq 1 ]; then
   DUMPS[centred]="--balance lossfree --bias-rate 0.01 --bias-center --route-scale 2"
   DUMPS[aux]="--balance lossfree_aux --bias-rate 0.01 --aux-alpha 0.01 --norm-topk --route-scale 2.5"
   DUMPS[softmax]="--gate softmax --balance aux --aux-per-batch --aux-alpha 0.01 --norm-topk"
+  DUMPS[onestep]="--balance lossfree --bias-rate 0.01 --norm-topk --route-scale 2.5 --dump-steps 1"
 fi
 for k in "${!DUMPS[@]}"; do
   if ! "$BUILD/train" $COMMON ${DUMPS[$k]} --dump "$TMP/$k.safetensors" > "$TMP/$k.train.log" 2>&1; then

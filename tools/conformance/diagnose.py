@@ -121,7 +121,7 @@ def diagnose(run):
                         'routed_scaling_factor)'))
 
     # ---------------- bias
-    bias_bad = [(s, l) for s in steps for l in d.layers if l in rec[s]['saved'] and
+    bias_bad = [(s, l) for s in steps for l in d.layers if l in rec[s]['saved'] and (s, l) not in run.bias_near_ties and
                 not bias_close(rec[s]['saved'][l], d.bias_after(s, l), cfg['bias_rate']).all()]
     if bias_bad:
         s, l = bias_bad[0]

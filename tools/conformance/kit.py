@@ -357,6 +357,7 @@ class Run:
         self.recompute, self.evaluate = recompute, evaluate
         self.q = {k: Quantity(k) for k in ('routing', 'gates', 'aux_loss', 'load', 'bias', 'large_counts')}
         self.notes, self.diagnoses = [], []
+        self.bias_near_ties = set()   # (step, layer) whose bias differs only through a near-tie
         # Records for the diagnosis: per step, the adapter's training routing (dump order), its
         # eval routing, its load, its saved bias; per (s, m, l), its gates.
         self.rec = {}
@@ -590,6 +591,7 @@ class Run:
         if self.q['routing'].n['near-tie'] and not torch.equal(self.own_counts(s, l, r), d.counts(s, l)):
             own = lfmoe_update(prev.float(), self.own_counts(s, l, r), d.cfg)
             if bias_close(got, own, d.cfg['bias_rate']).all():
+                self.bias_near_ties.add((s, l))
                 q.add('near-tie', where(s, None, l), 'differs from lfmoe only through the counts of a near-tie')
                 return
         i = int((~close).nonzero()[0])
@@ -639,6 +641,8 @@ class Run:
 
     # --- diagnosis
     def diagnose(self):
+        if not any(k.n['mismatch'] for k in self.q.values()):
+            return                    # near-ties and rounding need no explanation
         from diagnose import diagnose as run_diagnosis  # noqa: E402 (a sibling file of this one)
         self.diagnoses = run_diagnosis(self)
 
