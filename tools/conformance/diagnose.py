@@ -40,8 +40,8 @@ def diagnose(run):
 
     # ---------------- load: the first step/layer whose load is not the adapter's own training counts
     q = run.q
-    load_bad = [(s, l) for s in steps for l in d.layers
-                if rec[s]['load'].get(l) is not None and not torch.equal(rec[s]['load'][l].double(), own(s, l).double())]
+    load_bad = [(s, l) for s in steps for l in d.layers if rec[s]['load'].get(l) is not None and
+                not torch.equal(rec[s]['load'][l].double(), own(s, l).double())]
     if load_bad:
         s, l = load_bad[0]
         got, c, ev = rec[s]['load'][l].double(), own(s, l).double(), evc(s, l)
@@ -51,7 +51,8 @@ def diagnose(run):
                         'training forwards: the recompute forward of activation checkpointing is counted as load. Count '
                         'only forwards with grad enabled (Megatron-Core: torch.is_grad_enabled()) or halve the load when '
                         'blocks are recomputed (torchtitan: tokens_per_expert_E // 2)'))
-        elif ev is not None and (torch.equal(got, c + ev.double()) or torch.equal(got, torch.div(2 * c + ev.double(), 2, rounding_mode='floor'))):
+        elif ev is not None and (torch.equal(got, c + ev.double()) or  # counted once, or in both passes, halved
+                                 torch.equal(got, torch.div(2 * c + ev.double(), 2, rounding_mode='floor'))):
             out.append(('eval-counted', f'at step {s} layer {l} the load is the training counts plus the evaluation '
                         f'forward\'s ({int(ev.sum())} assignments): evaluation is counted as load. Count only in training '
                         'mode (model.eval() before evaluating, or check module.training / torch.is_grad_enabled())'))

@@ -482,7 +482,8 @@ class Run:
             k = key[n]
             got, want = set(e[n].tolist()), set(ref[n].tolist())
             if len(got) != d.K or min(got) < 0 or max(got) >= d.E:
-                q.add('mismatch', where(s, m, l, n, d), f'adapter experts {e[n].tolist()} are not K distinct experts of 0..{d.E - 1}')
+                q.add('mismatch', where(s, m, l, n, d),
+                      f'adapter experts {e[n].tolist()} are not K distinct experts of 0..{d.E - 1}')
                 continue
             # the adapter's worst pick against the best expert it left out, by lfmoe's keys
             lo = min(got, key=lambda i: float(k[i]))
@@ -634,7 +635,8 @@ class Run:
         self.large_info = dict(calls=calls, max=int(want.max()), first_bad=first_bad)
         if first_bad is None:
             q.add('exact')
-            self.note(f'large_counts: {calls} count() calls, the busiest expert at {int(want.max())} assignments (> 2^24), exact')
+            self.note(f'large_counts: {calls} count() calls, the busiest expert at {int(want.max())} assignments '
+                      '(> 2^24), exact')
         else:
             c, i, g, w = first_bad
             q.add('mismatch', f'layer {l} call {c}', f'expert {i}: adapter load {g:.10g}, exact {w}')
@@ -649,7 +651,9 @@ class Run:
     def report(self):
         d = self.d
         print(f'conformance: adapter {self.name} (layout {self.layout}) on {d.path}')
-        print(f'  dump version {d.version}, {d.steps} steps x {d.G} micro-batches, MoE layers {d.layers}, '
+        start = f' (continuing a checkpoint: optimizer steps {d.start_step}..{d.start_step + d.steps - 1})' \
+            if d.start_step else ''
+        print(f'  dump version {d.version}, {d.steps} steps{start} x {d.G} micro-batches, MoE layers {d.layers}, '
               f'B {d.B} T {d.T} E {d.E} K {d.K}, gate {d.cfg.get("gate")}, balance {d.cfg.get("balance")}, '
               f'update {d.cfg.get("update_rule")}{" centred" if d.cfg.get("bias_center") else ""}, '
               f'norm_topk {d.cfg.get("norm_topk")}, route_scale {d.cfg.get("route_scale"):g}')
