@@ -78,7 +78,7 @@ case_ "chunk*K not multiple of E" "ec-chunk \* topk must be a multiple of expert
 case_ "expert choice + lossfree" "expert choice has no bias to steer"         $GOOD --routing expert --balance lossfree
 case_ "zero batch"               "must all be positive"                       $GOOD --batch 0
 case_ "unknown preset"           "unknown preset 'huge'"                      $GOOD --preset huge
-case_ "unknown enum value"       "--balance: unknown Balance 'auxx' \(expected one of: none, aux, lossfree\)" $GOOD --balance auxx
+case_ "unknown enum value"       "--balance: unknown Balance 'auxx' \(expected one of: none, aux, lossfree, lossfree_aux\)" $GOOD --balance auxx
 
 echo "== flags and numbers"
 case_ "unknown flag"             "unknown flag --learning-rate"               $GOOD --learning-rate 1e-3

@@ -408,7 +408,8 @@ def make_optimizer(params, c, moments=None, start_step=0):
 
 def learning_rate(c, k):
     """MODEL.md section 7 at 0-based optimizer step k, written from the page: the warm-up line in
-    fp32 arithmetic, cosine and multistep in double from the fp32 config values, rounded once."""
+    fp32 arithmetic, cosine (with lr - lr_min an fp32 difference) and multistep in double from the
+    fp32 config values, rounded once."""
     if k < c.warmup:
         return float(np.float32(np.float32(c.lr) * np.float32(k + 1)) / np.float32(c.warmup))
     if c.schedule == 'multistep':
@@ -419,7 +420,8 @@ def learning_rate(c, k):
         return float(np.float32(lr))
     span = c.steps - c.warmup
     progress = min(1.0, (k - c.warmup) / span) if span > 0 else 1.0
-    return float(np.float32(c.lr_min + 0.5 * (c.lr - c.lr_min) * (1.0 + math.cos(math.pi * progress))))
+    diff = float(np.float32(np.float32(c.lr) - np.float32(c.lr_min)))  # MODEL.md: an fp32 subtraction
+    return float(np.float32(c.lr_min + 0.5 * diff * (1.0 + math.cos(math.pi * progress))))
 
 
 def clip_and_step(opt, params, lr, c):
