@@ -17,6 +17,9 @@
 
 namespace ref {
 
+// A backtrack-stack entry whose pc has this bit restores a kSavePos register (see Regex::run).
+constexpr uint32_t kRestoreTag = 0x80000000u;
+
 // ---------------------------------------------------------------------------------------------
 // Unicode lookups (data generated into unicode_tables.cpp)
 // ---------------------------------------------------------------------------------------------
@@ -222,6 +225,23 @@ struct Node {
   std::vector<Node> kids;
 };
 
+// Whether n can match the empty string.
+bool nullable(const Node& n) {
+  switch (n.kind) {
+    case Node::Empty: case Node::Bol: case Node::Eol: case Node::Look: return true;
+    case Node::Char: case Node::Class: case Node::Any: return false;
+    case Node::Concat:
+      for (const Node& k : n.kids) if (!nullable(k)) return false;
+      return true;
+    case Node::Alt:
+      for (const Node& k : n.kids) if (nullable(k)) return true;
+      return false;
+    case Node::Repeat: return n.min == 0 || nullable(n.kids[0]);
+    case Node::Atomic: case Node::Group: return nullable(n.kids[0]);
+  }
+  return true;
+}
+
 constexpr int kMaxRepeat = 1000;
 // A "character" no text contains (text code points are at most 0x10FFFF, invalid bytes
 // 0xDC80..0xDCFF): what byte escapes that spell no valid UTF-8 character match.
@@ -414,8 +434,6 @@ class Parser {
     }
     if (peek() == '*' || peek() == '+' || peek() == '?' || (peek() == '{' && is_interval_here()))
       unsupported("stacked quantifiers (as in 'a**' or 'a{2}{3}')", "write one quantifier, or repeat a group: (?:a{2}){3}");
-    if (hi < 0 && nullable(atom))
-      unsupported("unbounded repeat of a sub-pattern that can match empty", "make the repeated part match at least one character");
 
     Node rep;
     rep.kind = Node::Repeat;
@@ -452,21 +470,6 @@ class Parser {
     }
   }
 
-  static bool nullable(const Node& n) {
-    switch (n.kind) {
-      case Node::Empty: case Node::Bol: case Node::Eol: case Node::Look: return true;
-      case Node::Char: case Node::Class: case Node::Any: return false;
-      case Node::Concat:
-        for (const Node& k : n.kids) if (!nullable(k)) return false;
-        return true;
-      case Node::Alt:
-        for (const Node& k : n.kids) if (nullable(k)) return true;
-        return false;
-      case Node::Repeat: return n.min == 0 || nullable(n.kids[0]);
-      case Node::Atomic: case Node::Group: return nullable(n.kids[0]);
-    }
-    return true;
-  }
 
   Node char_node(uint32_t cp, bool icase) {
     Node n;
@@ -741,6 +744,7 @@ class Parser {
 class Compiler {
  public:
   explicit Compiler(std::vector<Regex::Inst>& prog) : prog_(prog) {}
+  uint32_t num_regs = 0;  // registers of the empty-iteration checks
 
   void compile_program(const Node& root) {
     emit_node(root);
@@ -819,12 +823,20 @@ class Compiler {
     const Node& body = n.kids[0];
     for (int k = 0; k < n.min; k++) emit_node(body);
     if (n.max < 0) {  // L: split BODY, EXIT; BODY: x; jmp L; EXIT:
+      // A body that can match empty gets Oniguruma's empty check: BODY: savepos r; x;
+      // emptycheck r (to EXIT if the iteration consumed nothing); jmp L. Without it such a loop
+      // would spin forever; with it "(?:a|)+" on "aab" matches "aa", as in HF.
+      const bool check = nullable(body);
+      const uint32_t reg = check ? num_regs++ : 0;
       uint32_t loop = here();
       size_t split = emit_choice();
       uint32_t body_pc = here();
+      if (check) emit(Regex::kSavePos, reg);
       emit_node(body);
+      size_t empty_check = check ? emit(Regex::kEmptyCheck, reg) : 0;
       emit(Regex::kJmp, loop);
       patch_choice(split, n.greedy, body_pc, here());
+      if (check) prog_[empty_check].b = here();
       return;
     }
     // Optional copies nested as (x(x(x)?)?)?: each split exits to the common end.
@@ -847,7 +859,9 @@ class Compiler {
 Regex::Regex(const std::string& pattern) : pattern_(pattern) {
   Parser parser(pattern_, classes_);
   Node root = parser.parse();
-  Compiler(prog_).compile_program(root);
+  Compiler compiler(prog_);
+  compiler.compile_program(root);
+  num_regs_ = compiler.num_regs;
   for (CharClass& cls : classes_) {
     // Cache the full answer (negation and case folding included) for ASCII.
     CharClass probe = cls;
@@ -882,6 +896,12 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
       case kClass: ok = sp < n && classes_[in.a].matches(text[sp]); if (ok) { sp++; pc++; } break;
       case kAny: ok = sp < n && text[sp] != '\n'; if (ok) { sp++; pc++; } break;
       case kSplit: stack.emplace_back(in.b, sp); pc = in.a; break;
+      case kSavePos:  // the old value goes on the stack, to be restored when backtracking past here
+        stack.emplace_back(kRestoreTag | in.a, budget.regs[in.a]);
+        budget.regs[in.a] = sp;
+        pc++;
+        break;
+      case kEmptyCheck: pc = (budget.regs[in.a] == sp) ? in.b : pc + 1; break;
       case kJmp: pc = in.a; break;
       // ^ after a '\n' but not at the very end of the text: Oniguruma's rule (HF: /\n^/ does
       // not match the final newline of "a\n").
@@ -905,6 +925,11 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
         return true;
     }
     if (!ok) {
+      // Undo register saves above the entry we go back to, then resume at that entry.
+      while (stack.size() > base && (stack.back().first & kRestoreTag)) {
+        budget.regs[stack.back().first & ~kRestoreTag] = stack.back().second;
+        stack.pop_back();
+      }
       if (stack.size() == base) return false;
       if (++budget.retries > kRetryLimitInMatch) over_budget(text, budget, false);
       pc = stack.back().first;
@@ -914,9 +939,10 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
   }
 }
 
-Regex::Budget Regex::search_budget(size_t text_size) {
+Regex::Budget Regex::search_budget(size_t text_size) const {
   Budget b;
   b.steps_left = kSearchStepBase + kSearchStepsPerCodePoint * (uint64_t)text_size;
+  b.regs.assign(num_regs_, 0);
   return b;
 }
 

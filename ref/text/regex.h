@@ -80,12 +80,15 @@ class Regex {
     bool matches(uint32_t cp) const;
     bool matches_raw(uint32_t cp) const;    // without the ASCII cache and case folding
   };
-  enum Op : uint8_t { kChar, kCharFold, kClass, kAny, kSplit, kJmp, kLook, kAtomic, kBol, kEol, kMatch };
+  // kSavePos / kEmptyCheck: the empty-iteration check of an unbounded repeat whose body can
+  // match empty, as Oniguruma does it: an iteration that consumed nothing ends the loop.
+  enum Op : uint8_t { kChar, kCharFold, kClass, kAny, kSplit, kJmp, kLook, kAtomic, kBol, kEol, kSavePos, kEmptyCheck, kMatch };
   struct Inst {
     Op op;
     bool flag = false;  // kLook: negative look-ahead
-    uint32_t a = 0;     // kChar*: code point; kClass: class index; kSplit/kJmp: target; kLook/kAtomic: sub-program pc
-    uint32_t b = 0;     // kSplit: second (lower priority) target
+    uint32_t a = 0;     // kChar*: code point; kClass: class index; kSplit/kJmp: target; kLook/kAtomic: sub-program pc;
+                        // kSavePos/kEmptyCheck: register
+    uint32_t b = 0;     // kSplit: second (lower priority) target; kEmptyCheck: the loop's exit
   };
 
  private:
@@ -93,15 +96,17 @@ class Regex {
     uint64_t retries = 0;     // backtracks in the current match attempt
     uint64_t steps_left = 0;  // VM steps left for the whole search
     uint32_t start = 0;       // start position of the current attempt (for the message)
+    std::vector<uint32_t> regs;  // kSavePos registers: where the current loop iteration began
   };
   bool run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uint32_t* end,
            std::vector<std::pair<uint32_t, uint32_t>>& stack, Budget& budget) const;
   [[noreturn]] void over_budget(const std::vector<uint32_t>& text, const Budget& budget, bool steps) const;
-  static Budget search_budget(size_t text_size);
+  Budget search_budget(size_t text_size) const;
 
   std::string pattern_;
   std::vector<Inst> prog_;  // main program starts at 0; sub-programs follow, each ending in kMatch
   std::vector<CharClass> classes_;
+  uint32_t num_regs_ = 0;   // kSavePos registers the program uses
 };
 
 }  // namespace ref
