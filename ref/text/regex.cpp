@@ -243,6 +243,7 @@ bool nullable(const Node& n) {
 }
 
 constexpr int kMaxRepeat = 1000;
+constexpr size_t kMaxProgram = 1 << 20;  // instructions (12 bytes each), see Compiler::emit
 // A "character" no text contains (text code points are at most 0x10FFFF, invalid bytes
 // 0xDC80..0xDCFF): what byte escapes that spell no valid UTF-8 character match.
 constexpr uint32_t kNever = 0xFFFFFFFF;  // {m,n} bounds beyond this are refused (programs are unrolled)
@@ -370,7 +371,7 @@ class Parser {
 
   // Reads "{m}", "{m,}", "{m,n}" or "{,n}" at i_; returns false (consuming nothing) if the text
   // is not an interval, in which case Oniguruma treats '{' as a literal.
-  bool parse_interval(int* lo, int* hi) {
+  bool parse_interval(int* lo, int* hi, bool* fixed) {
     size_t j = i_ + 1;
     auto number = [&](int* out) {
       size_t start = j;
@@ -385,9 +386,11 @@ class Parser {
     };
     bool has_lo = number(lo);
     if (!has_lo) *lo = 0;
+    *fixed = false;
     if (j < p_.size() && p_[j] == '}') {
       if (!has_lo) return false;
       *hi = *lo;
+      *fixed = true;
     } else if (j < p_.size() && p_[j] == ',') {
       j++;
       bool has_hi = number(hi);
@@ -405,35 +408,40 @@ class Parser {
     return true;
   }
 
+  // An atom and its quantifiers. Stacked quantifiers repeat the repeat, as in Oniguruma's Ruby
+  // syntax: a** is (?:a*)*, a{2}{3} is (?:a{2}){3}. A '?' after a quantifier makes it lazy and a
+  // '+' possessive, except after an interval: "{m,n}+" is (?:a{m,n})+ and, for the "{n}" form
+  // only, "{n}?" is (?:a{n})? (HF; "{n,n}?" and "{m,n}?" are lazy).
   Node parse_repeat(bool icase) {
     Node atom = parse_atom(icase);
-    const size_t quantifier_at = i_;
-    int lo, hi;
-    bool interval = false;
-    uint32_t c = peek();
-    if (c == '*') { lo = 0; hi = -1; i_++; }
-    else if (c == '+') { lo = 1; hi = -1; i_++; }
-    else if (c == '?') { lo = 0; hi = 1; i_++; }
-    else if (c == '{' && parse_interval(&lo, &hi)) { interval = true; }
-    else return atom;
+    for (;;) {
+      const size_t quantifier_at = i_;
+      int lo, hi;
+      bool interval = false, fixed = false;
+      uint32_t c = peek();
+      if (c == '*') { lo = 0; hi = -1; i_++; }
+      else if (c == '+') { lo = 1; hi = -1; i_++; }
+      else if (c == '?') { lo = 0; hi = 1; i_++; }
+      else if (c == '{' && parse_interval(&lo, &hi, &fixed)) { interval = true; }
+      else return atom;
+      atom = quantify(std::move(atom), quantifier_at, lo, hi, interval, fixed);
+    }
+  }
 
+  Node quantify(Node atom, size_t quantifier_at, int lo, int hi, bool interval, bool fixed) {
     if (invalid_repeat_target(atom)) {
       i_ = quantifier_at;
       fail("target of repeat operator is invalid (Oniguruma refuses a quantifier on an anchor ^ $ or a look-ahead, "
            "or on an alternation with one such alternative)");
     }
     bool greedy = true, possessive = false;
-    if (peek() == '?') {
-      if (interval && lo == hi) unsupported("'{n}?'", "its meaning differs between Oniguruma syntaxes; write {n}");
+    if (peek() == '?' && !fixed) {
       greedy = false;
       i_++;
-    } else if (peek() == '+') {
-      if (interval) unsupported("'{m,n}+'", "possessive in Perl/Java syntax but a repeat in Ruby syntax; use (?>...)");
+    } else if (peek() == '+' && !interval) {
       possessive = true;
       i_++;
     }
-    if (peek() == '*' || peek() == '+' || peek() == '?' || (peek() == '{' && is_interval_here()))
-      unsupported("stacked quantifiers (as in 'a**' or 'a{2}{3}')", "write one quantifier, or repeat a group: (?:a{2}){3}");
 
     Node rep;
     rep.kind = Node::Repeat;
@@ -446,14 +454,6 @@ class Parser {
     atomic.kind = Node::Atomic;
     atomic.kids.push_back(std::move(rep));
     return atomic;
-  }
-
-  bool is_interval_here() {
-    size_t save = i_;
-    int lo, hi;
-    bool ok = parse_interval(&lo, &hi);
-    i_ = save;
-    return ok;
   }
 
   // Oniguruma's rule (HF refuses these patterns with "target of repeat operator is invalid"):
@@ -743,7 +743,7 @@ class Parser {
 // ---------------------------------------------------------------------------------------------
 class Compiler {
  public:
-  explicit Compiler(std::vector<Regex::Inst>& prog) : prog_(prog) {}
+  Compiler(std::vector<Regex::Inst>& prog, const std::string& pattern) : prog_(prog), pattern_(pattern) {}
   uint32_t num_regs = 0;  // registers of the empty-iteration checks
 
   void compile_program(const Node& root) {
@@ -760,9 +760,16 @@ class Compiler {
 
  private:
   std::vector<Regex::Inst>& prog_;
+  const std::string& pattern_;
   std::vector<std::pair<size_t, const Node*>> pending_;  // (instruction index, sub-program body)
 
   size_t emit(Regex::Op op, uint32_t a = 0, uint32_t b = 0, bool flag = false) {
+    // Counted repeats are unrolled, so nested ones multiply: ((a{1000}){1000}){1000} would be
+    // 10^9 instructions. Oniguruma loops instead and accepts them; here they are refused.
+    if (prog_.size() >= kMaxProgram)
+      throw std::runtime_error("regex /" + pattern_ + "/: unsupported construct: the program would exceed " +
+                               std::to_string(kMaxProgram) + " instructions (nested counted repeats such as "
+                               "(?:a{1000}){1000} are unrolled here); use smaller repeat counts");
     Regex::Inst in;
     in.op = op;
     in.a = a;
@@ -859,7 +866,7 @@ class Compiler {
 Regex::Regex(const std::string& pattern) : pattern_(pattern) {
   Parser parser(pattern_, classes_);
   Node root = parser.parse();
-  Compiler compiler(prog_);
+  Compiler compiler(prog_, pattern_);
   compiler.compile_program(root);
   num_regs_ = compiler.num_regs;
   for (CharClass& cls : classes_) {

@@ -45,6 +45,11 @@ const SAME = [
   // Nested repeats are accepted (the budget guards them).
   ['(a+)+', ['aaa b aa']], ['(a+)+b', ['aaaaaaaaaaaaaaaaaaaa', 'aaab']], ['(?:a|aa)+b', ['a'.repeat(20), 'aaaab']],
   ['(?:\\w+\\s?)+$', ['word word word word!']],
+  // Stacked quantifiers nest (Ruby syntax): a** is (?:a*)*, {n}? is (?:a{n})?, {m,n}+ is (?:a{m,n})+.
+  ...['a**b', 'a{2}{3}', 'a{2}*', 'a{2}?b', 'a{2}??b', 'a{2,2}?b', 'a{1,2}?b', 'a{1,2}+b', 'a{1,2}+', 'a{2}+', 'a{2,}+b',
+      'a{,2}+b', 'a{1,2}+?b', 'a{1,2}?+b', 'a*{2}b', 'a+*?b', 'a?{2,}', 'a{2}?+b', 'a{2}+?b', 'a{2}++b', 'a*?+b', 'a+++b',
+      '\\p{L}{2}?\\d', '[ab]{1,2}+c']
+    .map((p) => [p, ['', 'a', 'aa', 'aaa', 'aaaab', 'baab', 'aaaaa b', 'ab', 'aab aaab c abc x1 xy2']]),
   // Unbounded repeats of a body that can match empty: an iteration that consumed nothing ends the loop.
   ...['(?:)+', '(?:a|)+b', '(?:|a)+b', '(?:|a)+', '(?:a|)+', '(?:a?)*?b', '(a*)*x', '(a*)+', '(?:a*)*?', '(?:a*b*)*',
       '((?=a))+a', '(?i:(?=a))+a', '(?:a*?)+b', '(?:b|a??)+', '(?:a?)+?b', '(?:(?:a|)+)+b', '(?>a|)*b', '(?:a|)*+b',
@@ -67,8 +72,8 @@ const HF_REFUSES = [
 const WE_REFUSE = [
   // POSIX brackets: not implemented (Oniguruma's Unicode [:alpha:] etc. are not General Categories).
   ['[[:alpha:]]+', 'POSIX bracket'],
-  // Stacked quantifiers: Oniguruma reads a** as (?:a*)* (and reduces some pairs); we refuse them.
-  ['a**', 'stacked quantifiers'], ['a{2}{3}', 'stacked quantifiers'], ['a{2}*', 'stacked quantifiers'],
+  // Counted repeats are unrolled here, so nested ones must stay small (Oniguruma loops instead).
+  ['((a{1000}){1000}){1000}', 'would exceed'],
   // [...] classes under (?i) that hold a character with a multi-character case folding (HF:
   // (?i:[\p{Lu}]x) matches "ssx" through U+1E9E, (?i:[\p{Ll}]) matches "ʼn" through U+0149).
   ['(?i:[\\p{Lu}]x)', 'multi-character case folding'], ['(?i:[\\p{Ll}])', 'multi-character case folding'],
@@ -152,7 +157,7 @@ const ATOMS = ['a', 'b', 'A', 'B', ' ', '1', '\u00e9', '\u00c9', 'k', '\\n', '.'
   '\\w', '\\W', '\\d', '\\D', '\\p{L}', '\\p{Lu}', '\\p{Ll}', '\\P{L}', '\\p{N}', '[\\p{L}\\d]', '[^\\p{L}\\p{N}]', '\\xC3\\xA9',
   '\\x41', '\\x{e9}', '[\\xC3\\x89a]', '\\u00c9', '\\.', '[\\-a]', '[A-Z]', '(?i:a)', '(?i:[a-z])', '(?i:\\p{Lu})', '(?i:[^\\p{Lu}])'];
 const TEXT_ALPHABET = ['a', 'b', 'A', 'B', 'c', ' ', ' ', '1', '2', '\u00e9', '\u00c9', 'k', 'K', '\u212a', '\n', '.', '-', '\u01c5', '\u00df', 'x'];
-const QUANTS = ['?', '*', '+', '??', '*?', '+?', '?+', '*+', '++', '{2}', '{1,2}', '{0,2}', '{2,}', '{,2}', '{1,2}?'];
+const QUANTS = ['?', '*', '+', '??', '*?', '+?', '?+', '*+', '++', '{2}', '{1,2}', '{0,2}', '{2,}', '{,2}', '{1,2}?', '{2}?', '{1,2}+'];
 
 function genPattern(r, depth) {
   const pick = (a) => a[Math.floor(r() * a.length)];
@@ -169,7 +174,10 @@ function genPattern(r, depth) {
     } else {
       atom = pick(ATOMS);
     }
-    if (r() < (atom === '^' || atom === '$' ? 0.05 : 0.4)) atom += pick(QUANTS);  // both refuse a quantified anchor
+    if (r() < (atom === '^' || atom === '$' ? 0.05 : 0.4)) {  // both refuse a quantified anchor
+      atom += pick(QUANTS);
+      if (r() < 0.15) atom += pick(QUANTS);  // stacked quantifiers
+    }
     out += atom;
   }
   return out;
