@@ -121,7 +121,20 @@ TEST_CASE("regex: quantifier targets as Oniguruma allows them") {
   CHECK(matches("(?:|a)+", "aa") == V{"", "", ""});
   CHECK(matches("(a*)*x", "xaax") == V{"x", "aax"});
   CHECK(matches("(?:a?)+?b", "aab") == V{"aab"});
-  CHECK(has(compile_error("[[:alpha:]]"), "POSIX bracket"));
+}
+
+TEST_CASE("regex: POSIX brackets with Oniguruma's Unicode definitions") {
+  // alpha is the Alphabetic property: letters, marks with it, Nl like U+2160, circled letters.
+  CHECK(matches("[[:alpha:]]+", "ab\xC3\xA9 \xE2\x85\xA0 \xE2\x92\xB6 1 _") == V{"ab\xC3\xA9", "\xE2\x85\xA0", "\xE2\x92\xB6"});
+  CHECK(matches("[[:alnum:]]+", "a1_b2") == V{"a1", "b2"});
+  CHECK(matches("[[:^space:]]+", "a b\tc\xC2\xA0" "d") == V{"a", "b", "c", "d"});
+  CHECK(matches("[[:blank:]]", "\t \n\xE3\x80\x80") == V{"\t", " ", "\xE3\x80\x80"});
+  CHECK(matches("[^[:alpha:]x]+", "abx1-2 y") == V{"1-2 "});
+  CHECK(matches("[[:xdigit:][:cntrl:]]+", "Fe0\x01g") == V{"Fe0\x01"});
+  CHECK(matches("[[:ascii:]]+", "ab\xC3\xA9") == V{"ab"});
+  CHECK(matches("[[:digit:]]", "1\xD9\xA1\xC2\xB2") == V{"1", "\xD9\xA1"});  // Nd, not No
+  CHECK(has(compile_error("[[:upper:]]"), "POSIX bracket '[:upper:]'"));
+  CHECK(has(compile_error("[[:alpha]]"), "nested class"));
 }
 
 TEST_CASE("regex: backtracking limit stops an exponential pattern fast, naming pattern and offset") {

@@ -76,12 +76,15 @@ class Regex {
     std::vector<uint32_t> not_cat_masks;    // each \P{..}: matches code points outside the mask
     bool space = false, not_space = false;  // \s, \S (White_Space)
     bool word = false, not_word = false;    // \w, \W
+    std::vector<std::pair<uint8_t, bool>> posix;  // [:name:] / [:^name:] (Posix, negated)
     uint64_t ascii[2] = {0, 0};             // precomputed answer for code points < 128
     bool matches(uint32_t cp) const;
     bool matches_raw(uint32_t cp) const;    // without the ASCII cache and case folding
   };
   // kSavePos / kEmptyCheck: the empty-iteration check of an unbounded repeat whose body can
   // match empty, as Oniguruma does it: an iteration that consumed nothing ends the loop.
+  // POSIX brackets with Oniguruma's Unicode definitions (checked against HF on every code point).
+  enum Posix : uint8_t { kPosixAlpha, kPosixDigit, kPosixAlnum, kPosixSpace, kPosixBlank, kPosixCntrl, kPosixXdigit, kPosixAscii };
   enum Op : uint8_t { kChar, kCharFold, kClass, kAny, kSplit, kJmp, kLook, kAtomic, kBol, kEol, kSavePos, kEmptyCheck, kMatch };
   struct Inst {
     Op op;

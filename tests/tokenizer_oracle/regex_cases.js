@@ -50,6 +50,9 @@ const SAME = [
       'a{,2}+b', 'a{1,2}+?b', 'a{1,2}?+b', 'a*{2}b', 'a+*?b', 'a?{2,}', 'a{2}?+b', 'a{2}+?b', 'a{2}++b', 'a*?+b', 'a+++b',
       '\\p{L}{2}?\\d', '[ab]{1,2}+c']
     .map((p) => [p, ['', 'a', 'aa', 'aaa', 'aaaab', 'baab', 'aaaaa b', 'ab', 'aab aaab c abc x1 xy2']]),
+  // POSIX brackets (every code point: POSIX_SWEEP).
+  ['[[:alpha:][:digit:]]+', ['ab1 \u00e9\u0301 \u2160 \u24b6 _x']], ['[^[:alpha:]x]+', ['abx1-2 y']], ['[[:^space:]]+', ['a b\tc\u00a0d']],
+  ['(?i:[[:xdigit:]]+)', ['DEADbeef xyz']], ['[[:ascii:]&]+', ['ab\u00e9&']], ['[a[:digit:]-]+', ['a-1b']],
   // Unbounded repeats of a body that can match empty: an iteration that consumed nothing ends the loop.
   ...['(?:)+', '(?:a|)+b', '(?:|a)+b', '(?:|a)+', '(?:a|)+', '(?:a?)*?b', '(a*)*x', '(a*)+', '(?:a*)*?', '(?:a*b*)*',
       '((?=a))+a', '(?i:(?=a))+a', '(?:a*?)+b', '(?:b|a??)+', '(?:a?)+?b', '(?:(?:a|)+)+b', '(?>a|)*b', '(?:a|)*+b',
@@ -70,8 +73,10 @@ const HF_REFUSES = [
 ];
 
 const WE_REFUSE = [
-  // POSIX brackets: not implemented (Oniguruma's Unicode [:alpha:] etc. are not General Categories).
-  ['[[:alpha:]]+', 'POSIX bracket'],
+  // POSIX brackets whose Unicode definitions use properties we have no tables for (Uppercase,
+  // Lowercase, ...); alpha digit alnum space blank cntrl xdigit ascii are implemented (POSIX_SWEEP).
+  ...['upper', 'lower', 'punct', 'graph', 'print', 'word'].map((n) => [`[[:${n}:]]`, 'POSIX bracket']),
+  ['(?i:[[:alpha:]])', 'multi-character case folding'], ['[[:alpha]]', 'nested class'], ['[a[b]]', 'nested class'],
   // Counted repeats are unrolled here, so nested ones must stay small (Oniguruma loops instead).
   ['((a{1000}){1000}){1000}', 'would exceed'],
   // [...] classes under (?i) that hold a character with a multi-character case folding (HF:
@@ -247,7 +252,30 @@ function checkRegexCases({ tokenize, tmp, fail, log = console.log, fuzzPatterns 
   return counts;
 }
 
-module.exports = { checkRegexCases, compare, genPattern, genText, rng };
+// ---- POSIX brackets on every code point ----------------------------------------------------------
+// The sets themselves (negation is generic: the [[:^space:]] case above and [[:^alpha:]] here).
+const POSIX_SWEEP = ['alpha', 'digit', 'alnum', 'space', 'blank', 'cntrl', 'xdigit', 'ascii'].map((n) => `[[:${n}:]]`).concat(['[[:^alpha:]]']);
+function checkPosixSweep({ tokenize, tmp, fail, log = console.log }) {
+  const chunks = [];
+  let cur = [];
+  for (let cp = 0; cp <= 0x10ffff; cp++) {
+    if (cp >= 0xd800 && cp <= 0xdfff) continue;
+    cur.push(cp);
+    if (cur.length === 4096) { chunks.push(String.fromCodePoint(...cur)); cur = []; }
+  }
+  if (cur.length) chunks.push(String.fromCodePoint(...cur));
+  for (const pattern of POSIX_SWEEP) {
+    const h = hf(pattern, 'Removed', chunks), o = ours(tokenize, tmp, pattern, 'Removed', chunks);
+    if (!h.ok || !o.ok) { fail(`POSIX sweep /${pattern}/: HF ${h.ok ? 'ok' : h.error} ours ${o.ok ? 'ok' : o.error}`); continue; }
+    chunks.forEach((t, k) => {
+      if (!same(h.pieces[k], o.pieces[k]))
+        fail(`POSIX sweep /${pattern}/ on U+${t.codePointAt(0).toString(16).toUpperCase()}.. (4096 code points): pieces differ`);
+    });
+  }
+  log(`regex POSIX brackets: ${POSIX_SWEEP.length} patterns x all 1,112,064 code points`);
+}
+
+module.exports = { checkRegexCases, checkPosixSweep, compare, genPattern, genText, rng };
 
 if (require.main === module) {
   const a = { tokenize: 'build/tokenize', fuzz: 150, seed: 12 };
@@ -256,12 +284,14 @@ if (require.main === module) {
     if (k === '--tokenize') a.tokenize = process.argv[++i];
     else if (k === '--fuzz') a.fuzz = parseInt(process.argv[++i], 10);
     else if (k === '--seed') a.seed = parseInt(process.argv[++i], 10);
+    else if (k === '--posix') a.posix = true;
     else { console.error('unknown argument', k); process.exit(2); }
   }
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'regex_cases_'));
   let failures = 0;
   const fail = (m) => { if (failures++ < 20) console.log('MISMATCH ' + m); };
   checkRegexCases({ tokenize: a.tokenize, tmp, fail, fuzzPatterns: a.fuzz, seed: a.seed });
+  if (a.posix) checkPosixSweep({ tokenize: a.tokenize, tmp, fail });
   fs.rmSync(tmp, { recursive: true, force: true });
   if (failures) { console.log(`FAIL: ${failures} mismatches`); process.exit(1); }
   console.log('OK');
