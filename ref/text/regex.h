@@ -5,18 +5,28 @@
 // marked lazy, the first successful path wins). This engine implements the subset that real
 // tokenizer.json files use, with the same semantics, and refuses everything else by name:
 //
-//   literals and escapes (\n \r \t \f \v \a \e \xHH \x{H..} \uHHHH, escaped punctuation)
-//   .  (any code point but \n)       ^ $ (line anchors, as in Ruby)
-//   [...] [^...] with ranges, escapes, \s \S \d \D \w \W \p{..} \P{..} \p{^..} inside
+//   literals and escapes (\n \r \t \f \v \a \e \x{H..} \uHHHH, escaped punctuation); \xHH is a
+//     UTF-8 byte as in Oniguruma (\xC3\xA9 is U+00E9; \xE9 alone is refused, as HF refuses it)
+//   .  (any code point but \n)       ^ $ (line anchors, as in Ruby; ^ not at the very end)
+//   [...] [^...] with ranges, escapes, \s \S \d \D \w \W \p{..} \P{..} \p{^..} inside, and the
+//     POSIX brackets [:alpha: digit alnum space blank cntrl xdigit ascii:] ([:^..:] negated)
 //   \s \S \d \D \w \W   \p{X} \P{X} for General Categories (L Lu Ll Lt Lm Lo M Mn Mc Me N Nd Nl No
 //                       P Pc Pd Ps Pe Pi Pf Po S Sm Sc Sk So Z Zs Zl Zp C Cc Cf Cs Co Cn)
 //   | (alternation)   (...) (?:...) (?i:...) (?-i:...) (?>...) (?=...) (?!...)
-//   ? * + {m} {m,} {m,n} {,n}, lazy (??, *?, +?, {m,n}?), possessive (?+ *+ ++)
+//   ? * + {m} {m,} {m,n} {,n}, lazy (??, *?, +?, {m,n}?), possessive (?+ *+ ++), stacked
+//     quantifiers as in Ruby syntax (a** = (?:a*)*, {n}? = (?:a{n})?, {m,n}+ = (?:a{m,n})+), loops
+//     whose body can match empty (an empty iteration ends the loop, as in Oniguruma)
+// (?i) folds literals and [...] classes but not a bare \p{..} \w \d \s (Oniguruma).
 //
-// Refused with a message naming the construct: lookbehind, backreferences, named/unicode-script
-// properties (\p{Han}), nested classes and class intersection (&&), POSIX brackets, inline flag
-// groups without ':' ((?i) to end of group), \b \B \A \z \Z \G \h \R \X \K, {m,n}+ (its meaning
-// differs between Oniguruma syntaxes), and unbounded repeats of a sub-pattern that can match empty.
+// Refused with a message naming the construct: what HF refuses (a quantified anchor or
+// look-ahead, byte escapes that spell no character), and what this engine does not implement:
+// lookbehind, backreferences, named/unicode-script properties (\p{Han}), nested classes and class
+// intersection (&&), the POSIX brackets upper lower punct graph print word, inline flag groups
+// without ':' ((?i) to end of group), \b \B \A \z \Z \G \h \R \X \K, and (?i) where Oniguruma's
+// multi-character case folding could match differently. docs/TOKENIZER.md lists it all.
+//
+// Searches have a backtracking budget (kRetryLimitInMatch, kSearchStep*: see find_all), so no
+// pattern can hang a caller: over budget, find_all throws a message naming pattern and offset.
 //
 // Text is matched as a sequence of code points. Callers decode UTF-8 with decode_utf8() below,
 // which turns each byte of an invalid sequence into its own code point 0xDC00+byte (a lone

@@ -160,7 +160,8 @@ function rng(seed) {
 }
 const ATOMS = ['a', 'b', 'A', 'B', ' ', '1', '\u00e9', '\u00c9', 'k', '\\n', '.', '[ab]', '[^a]', '[a-c]', '[^\\s]', '\\s', '\\S',
   '\\w', '\\W', '\\d', '\\D', '\\p{L}', '\\p{Lu}', '\\p{Ll}', '\\P{L}', '\\p{N}', '[\\p{L}\\d]', '[^\\p{L}\\p{N}]', '\\xC3\\xA9',
-  '\\x41', '\\x{e9}', '[\\xC3\\x89a]', '\\u00c9', '\\.', '[\\-a]', '[A-Z]', '(?i:a)', '(?i:[a-z])', '(?i:\\p{Lu})', '(?i:[^\\p{Lu}])'];
+  '\\x41', '\\x{e9}', '[\\xC3\\x89a]', '\\u00c9', '\\.', '[\\-a]', '[A-Z]', '(?i:a)', '(?i:[a-z])', '(?i:\\p{Lu})', '(?i:[^\\p{Lu}])',
+  '[[:alpha:]]', '[[:^space:]x]', '[[:digit:]a]', '\\xC3\\x89', '(?i:\\x{c9})'];
 const TEXT_ALPHABET = ['a', 'b', 'A', 'B', 'c', ' ', ' ', '1', '2', '\u00e9', '\u00c9', 'k', 'K', '\u212a', '\n', '.', '-', '\u01c5', '\u00df', 'x'];
 const QUANTS = ['?', '*', '+', '??', '*?', '+?', '?+', '*+', '++', '{2}', '{1,2}', '{0,2}', '{2,}', '{,2}', '{1,2}?', '{2}?', '{1,2}+'];
 
@@ -244,6 +245,7 @@ function checkRegexCases({ tokenize, tmp, fail, log = console.log, fuzzPatterns 
     for (let k = 0; k < 8; k++) texts.push(genText(r));
     const res = compare(tokenize, tmp, pattern, texts, fail, fuzzStats, FUZZ_ALLOWED);
     counts[res] = (counts[res] || 0) + 1;
+    if (fuzzPatterns >= 1000 && (i + 1) % 500 === 0) log(`  fuzz: ${i + 1} patterns, ${JSON.stringify(counts)}, slowest call ${fuzzStats.maxMs.toFixed(0)} ms`);
   }
   log(`regex fuzz (seed ${seed}): ${fuzzPatterns} random patterns x 8 texts x 2 behaviours: ${counts.same} split as HF, ` +
       `${counts['both-refuse']} refused by both, ` +
