@@ -383,7 +383,7 @@ class Parser {
       bool listed = cls.matches_raw(mf.from) || cls.matches_raw(f);
       for (uint32_t other : fold_orbit(f)) listed = listed || cls.matches_raw(other);
       if (listed)
-        unsupported("case-insensitive class containing '" + show({mf.from}) + "'", "Oniguruma would also match '" +
+        unsupported("case-insensitive class matching '" + show({mf.from}) + "'", "Oniguruma would also match '" +
                     show(std::vector<uint32_t>(mf.to, mf.to + mf.n)) + "' by multi-character case folding");
     }
   }

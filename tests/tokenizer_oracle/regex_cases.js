@@ -128,7 +128,7 @@ function compare(tokenize, tmp, pattern, texts, fail, stats, allowedRefusals) {
   for (const behavior of ['Isolated', 'Removed']) {
     const h = hf(pattern, behavior, texts);
     const o = ours(tokenize, tmp, pattern, behavior, texts);
-    stats.maxMs = Math.max(stats.maxMs, o.ms);
+    if (o.ms > stats.maxMs) { stats.maxMs = o.ms; stats.slowest = pattern; }
     stats.calls++;
     if (!h.ok && !o.ok) return 'both-refuse';
     if (!h.ok) { fail(`regex /${pattern}/: HF refuses it (${h.error.split('\n')[0]}) but we accept it`); return 'fail'; }
@@ -250,7 +250,7 @@ function checkRegexCases({ tokenize, tmp, fail, log = console.log, fuzzPatterns 
   log(`regex fuzz (seed ${seed}): ${fuzzPatterns} random patterns x 8 texts x 2 behaviours: ${counts.same} split as HF, ` +
       `${counts['both-refuse']} refused by both, ` +
       Object.keys(counts).filter((k) => k.startsWith('we-refuse')).map((k) => `${counts[k]} ${k}`).join(', ') +
-      `${counts.fail ? `, ${counts.fail} MISMATCHED` : ''}; slowest CLI call ${fuzzStats.maxMs.toFixed(0)} ms; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      `${counts.fail ? `, ${counts.fail} MISMATCHED` : ''}; slowest CLI call ${fuzzStats.maxMs.toFixed(0)} ms (/${fuzzStats.slowest || ''}/); ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return counts;
 }
 
@@ -277,7 +277,7 @@ function checkPosixSweep({ tokenize, tmp, fail, log = console.log }) {
   log(`regex POSIX brackets: ${POSIX_SWEEP.length} patterns x all 1,112,064 code points`);
 }
 
-module.exports = { checkRegexCases, checkPosixSweep, compare, genPattern, genText, rng };
+module.exports = { checkRegexCases, checkPosixSweep, compare, hf, ours, genPattern, genText, rng };
 
 if (require.main === module) {
   const a = { tokenize: 'build/tokenize', fuzz: 150, seed: 12 };
