@@ -196,7 +196,7 @@ expect 1 "has no token <|nope|>" $SHARDS --tokenizer "$T/tok.json" --out-dir "$T
 
 # --- bpe_train ------------------------------------------------------------------------------------
 expect 1 "smaller than the special tokens plus the alphabet" $TRAIN --vocab-size 100 --out "$T/x.json" data/fixtures/bible.txt
-expect 1 "expects a non-negative integer" $TRAIN --vocab-size abc --out "$T/x.json" data/fixtures/bible.txt
+expect 1 "--vocab-size 'abc': expected an integer in" $TRAIN --vocab-size abc --out "$T/x.json" data/fixtures/bible.txt
 expect 1 "cannot open" $TRAIN --vocab-size 600 --out "$T/x.json" "$T/missing.txt"
 expect 1 "cannot create" $TRAIN --quiet --vocab-size 300 --out "$T/no/such/dir/x.json" data/fixtures/bible.txt
 expect 1 "has 600 tokens, expected 4096" $TRAIN --verify "$T/tok.json" --vocab-size 4096

@@ -12,7 +12,6 @@
 #include <algorithm>  // max
 #include <chrono>     // steady_clock
 #include <cstdio>     // printf, fprintf, fopen
-#include <cstdlib>    // strtoull
 #include <stdexcept>  // runtime_error
 #include <string>
 #include <vector>
@@ -21,6 +20,7 @@
 #include "ref/io/shard.h"        // write_shard, read_shard
 #include "ref/text/corpus.h"     // split_documents, TrailingText
 #include "ref/text/tokenizer.h"  // Tokenizer
+#include "tools/cli.h"            // parse_uint: strict numbers
 
 namespace {
 
@@ -153,10 +153,7 @@ int main(int argc, char** argv) {
       else if (s == "--out-dir") a.out_dir = value();
       else if (s == "--eot") a.eot = value();
       else if (s == "--val-every") {
-        std::string v = value();
-        char* end = nullptr;
-        a.val_every = strtoull(v.c_str(), &end, 10);
-        if (v.empty() || *end || a.val_every < 2) throw std::runtime_error("--val-every expects an integer >= 2, got '" + v + "'");
+        a.val_every = cli::parse_uint(s, value(), 2, UINT64_MAX);
       }
       else if (s == "--check") a.check = true;
       else if (s == "-h" || s == "--help") { usage(); return 0; }

@@ -77,7 +77,8 @@ void SafeTensorsWriter::write(const std::string& path) const {
   const uint64_t n = header.size();
   bool ok = std::fwrite(&n, 8, 1, f) == 1 && std::fwrite(header.data(), 1, n, f) == n;
   for (auto& kv : tensors_)
-    ok = ok && std::fwrite(kv.second.bytes.data(), 1, kv.second.bytes.size(), f) == kv.second.bytes.size();
+    ok = ok && (kv.second.bytes.empty() ||  // an empty tensor's data() may be null: fwrite(nullptr) is UB
+                std::fwrite(kv.second.bytes.data(), 1, kv.second.bytes.size(), f) == kv.second.bytes.size());
   ok = ok && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
   const int err = errno;
   ok = (std::fclose(f) == 0) && ok;
