@@ -100,7 +100,7 @@ mutate metaspace "t['pre_tokenizer']={'type':'Metaspace','replacement':'_','prep
 expect 1 "pre-tokenizer type 'Metaspace' is not supported" $TOK info --tokenizer "$T/metaspace.json"
 mutate whitespace "t['pre_tokenizer']['pretokenizers'][0]={'type':'WhitespaceSplit'}"
 expect 1 "pre-tokenizer type 'WhitespaceSplit' is not supported" $TOK info --tokenizer "$T/whitespace.json"
-for case in "lookbehind|(?<=a)b" "backref|(a)\\\\1" "han|\\\\p{Han}+" "posix|[[:alpha:]]+" "wordb|\\\\bx" "inline|(?i)abc" "classand|[a-z&&[^e]]" "unclosed|(ab" "badrep|a{2,1}"; do
+for case in "lookbehind|(?<=a)b" "backref|(a)\\\\1" "han|\\\\p{Han}+" "posix|[[:upper:]]+" "wordb|\\\\bx" "inline|(?i)abc" "classand|[a-z&&[^e]]" "unclosed|(ab" "badrep|a{2,1}"; do
   name=${case%%|*}; pat=${case#*|}
   mutate "re_$name" "t['pre_tokenizer']['pretokenizers'][0]['pattern']={'Regex':'$pat'}"
   expect 1 "pre_tokenizer.pretokenizers[0].pattern: regex /" $TOK info --tokenizer "$T/re_$name.json"

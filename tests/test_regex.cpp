@@ -103,13 +103,38 @@ TEST_CASE("regex: quantifier targets as Oniguruma allows them") {
   // ^ after a newline, but not at the end of the text (Oniguruma; found by the fuzzer).
   CHECK(matches("\n^", "a\n\nb\n") == V{"\n", "\n"});
   CHECK(matches("^", "") == V{""});
-  // Nested repeats are accepted (the budget guards them); stacked quantifiers are refused.
+  // Nested repeats are accepted (the budget guards them).
   CHECK(matches("(a+)+", "aaa b aa") == V{"aaa", "aa"});
   CHECK(matches("(?:a|aa)+b", "aaaab") == V{"aaaab"});
-  CHECK(has(compile_error("a**"), "stacked quantifiers"));
-  CHECK(has(compile_error("a{2}{3}"), "stacked quantifiers"));
-  CHECK(has(compile_error("(a|)+"), "can match empty"));
-  CHECK(has(compile_error("[[:alpha:]]"), "POSIX bracket"));
+  // Stacked quantifiers nest (HF, Ruby syntax): a{2}{3} is a{6}; {n}? is optional, {m,n}? lazy;
+  // {m,n}+ is a repeat of the repeat, not possessive.
+  CHECK(matches("a{2}{3}", "aaaaaaa") == V{"aaaaaa"});
+  CHECK(matches("a{2}*", "aaaaa") == V{"aaaa", ""});
+  CHECK(matches("a{2}?b", "ab aab") == V{"b", "aab"});
+  CHECK(matches("a{2,2}?b", "ab aab") == V{"aab"});
+  CHECK(matches("a{1,2}?", "aaa") == V{"a", "a", "a"});
+  CHECK(matches("a{1,2}+", "aaaaa") == V{"aaaaa"});
+  CHECK(matches("a**b", "aab") == V{"aab"});
+  CHECK(has(compile_error("((a{1000}){1000}){1000}"), "would exceed"));
+  // A loop whose body can match empty: an iteration that consumed nothing ends it (Oniguruma).
+  CHECK(matches("(?:a|)+b", "aab") == V{"aab"});
+  CHECK(matches("(?:|a)+", "aa") == V{"", "", ""});
+  CHECK(matches("(a*)*x", "xaax") == V{"x", "aax"});
+  CHECK(matches("(?:a?)+?b", "aab") == V{"aab"});
+}
+
+TEST_CASE("regex: POSIX brackets with Oniguruma's Unicode definitions") {
+  // alpha is the Alphabetic property: letters, marks with it, Nl like U+2160, circled letters.
+  CHECK(matches("[[:alpha:]]+", "ab\xC3\xA9 \xE2\x85\xA0 \xE2\x92\xB6 1 _") == V{"ab\xC3\xA9", "\xE2\x85\xA0", "\xE2\x92\xB6"});
+  CHECK(matches("[[:alnum:]]+", "a1_b2") == V{"a1", "b2"});
+  CHECK(matches("[[:^space:]]+", "a b\tc\xC2\xA0" "d") == V{"a", "b", "c", "d"});
+  CHECK(matches("[[:blank:]]", "\t \n\xE3\x80\x80") == V{"\t", " ", "\xE3\x80\x80"});
+  CHECK(matches("[^[:alpha:]x]+", "abx1-2 y") == V{"1-2 "});
+  CHECK(matches("[[:xdigit:][:cntrl:]]+", "Fe0\x01g") == V{"Fe0\x01"});
+  CHECK(matches("[[:ascii:]]+", "ab\xC3\xA9") == V{"ab"});
+  CHECK(matches("[[:digit:]]", "1\xD9\xA1\xC2\xB2") == V{"1", "\xD9\xA1"});  // Nd, not No
+  CHECK(has(compile_error("[[:upper:]]"), "POSIX bracket '[:upper:]'"));
+  CHECK(has(compile_error("[[:alpha]]"), "nested class"));
 }
 
 TEST_CASE("regex: backtracking limit stops an exponential pattern fast, naming pattern and offset") {

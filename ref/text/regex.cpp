@@ -17,6 +17,9 @@
 
 namespace ref {
 
+// A backtrack-stack entry whose pc has this bit restores a kSavePos register (see Regex::run).
+constexpr uint32_t kRestoreTag = 0x80000000u;
+
 // ---------------------------------------------------------------------------------------------
 // Unicode lookups (data generated into unicode_tables.cpp)
 // ---------------------------------------------------------------------------------------------
@@ -112,6 +115,24 @@ bool is_word(uint32_t cp) {
 
 }  // namespace
 
+// POSIX brackets as Oniguruma defines them for Unicode, measured with HF on every code point
+// (tests/tokenizer_oracle/regex_cases.js): alpha is the Alphabetic property (not L|M), alnum
+// Alphabetic|Nd, space White_Space (as \s), blank Zs|TAB, cntrl Cc, digit Nd.
+static bool posix_matches(uint8_t kind, uint32_t cp) {
+  using namespace unicode;
+  switch (kind) {
+    case Regex::kPosixAlpha: return is_alphabetic(cp);
+    case Regex::kPosixDigit: return category(cp) == Nd;
+    case Regex::kPosixAlnum: return is_alphabetic(cp) || category(cp) == Nd;
+    case Regex::kPosixSpace: return is_white_space(cp);
+    case Regex::kPosixBlank: return cp == '\t' || category(cp) == Zs;
+    case Regex::kPosixCntrl: return category(cp) == Cc;
+    case Regex::kPosixXdigit: return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'f') || (cp >= 'A' && cp <= 'F');
+    case Regex::kPosixAscii: return cp < 0x80;
+  }
+  return false;
+}
+
 // ---------------------------------------------------------------------------------------------
 // UTF-8
 // ---------------------------------------------------------------------------------------------
@@ -187,6 +208,7 @@ bool Regex::CharClass::matches_raw(uint32_t cp) const {
     bool w = is_word(cp);
     in = (word && w) || (not_word && !w);
   }
+  for (size_t k = 0; !in && k < posix.size(); k++) in = posix_matches(posix[k].first, cp) != posix[k].second;
   return in;
 }
 
@@ -222,7 +244,25 @@ struct Node {
   std::vector<Node> kids;
 };
 
+// Whether n can match the empty string.
+bool nullable(const Node& n) {
+  switch (n.kind) {
+    case Node::Empty: case Node::Bol: case Node::Eol: case Node::Look: return true;
+    case Node::Char: case Node::Class: case Node::Any: return false;
+    case Node::Concat:
+      for (const Node& k : n.kids) if (!nullable(k)) return false;
+      return true;
+    case Node::Alt:
+      for (const Node& k : n.kids) if (nullable(k)) return true;
+      return false;
+    case Node::Repeat: return n.min == 0 || nullable(n.kids[0]);
+    case Node::Atomic: case Node::Group: return nullable(n.kids[0]);
+  }
+  return true;
+}
+
 constexpr int kMaxRepeat = 1000;
+constexpr size_t kMaxProgram = 1 << 20;  // instructions (12 bytes each), see Compiler::emit
 // A "character" no text contains (text code points are at most 0x10FFFF, invalid bytes
 // 0xDC80..0xDCFF): what byte escapes that spell no valid UTF-8 character match.
 constexpr uint32_t kNever = 0xFFFFFFFF;  // {m,n} bounds beyond this are refused (programs are unrolled)
@@ -343,14 +383,14 @@ class Parser {
       bool listed = cls.matches_raw(mf.from) || cls.matches_raw(f);
       for (uint32_t other : fold_orbit(f)) listed = listed || cls.matches_raw(other);
       if (listed)
-        unsupported("case-insensitive class containing '" + show({mf.from}) + "'", "Oniguruma would also match '" +
+        unsupported("case-insensitive class matching '" + show({mf.from}) + "'", "Oniguruma would also match '" +
                     show(std::vector<uint32_t>(mf.to, mf.to + mf.n)) + "' by multi-character case folding");
     }
   }
 
   // Reads "{m}", "{m,}", "{m,n}" or "{,n}" at i_; returns false (consuming nothing) if the text
   // is not an interval, in which case Oniguruma treats '{' as a literal.
-  bool parse_interval(int* lo, int* hi) {
+  bool parse_interval(int* lo, int* hi, bool* fixed) {
     size_t j = i_ + 1;
     auto number = [&](int* out) {
       size_t start = j;
@@ -365,9 +405,11 @@ class Parser {
     };
     bool has_lo = number(lo);
     if (!has_lo) *lo = 0;
+    *fixed = false;
     if (j < p_.size() && p_[j] == '}') {
       if (!has_lo) return false;
       *hi = *lo;
+      *fixed = true;
     } else if (j < p_.size() && p_[j] == ',') {
       j++;
       bool has_hi = number(hi);
@@ -385,37 +427,40 @@ class Parser {
     return true;
   }
 
+  // An atom and its quantifiers. Stacked quantifiers repeat the repeat, as in Oniguruma's Ruby
+  // syntax: a** is (?:a*)*, a{2}{3} is (?:a{2}){3}. A '?' after a quantifier makes it lazy and a
+  // '+' possessive, except after an interval: "{m,n}+" is (?:a{m,n})+ and, for the "{n}" form
+  // only, "{n}?" is (?:a{n})? (HF; "{n,n}?" and "{m,n}?" are lazy).
   Node parse_repeat(bool icase) {
     Node atom = parse_atom(icase);
-    const size_t quantifier_at = i_;
-    int lo, hi;
-    bool interval = false;
-    uint32_t c = peek();
-    if (c == '*') { lo = 0; hi = -1; i_++; }
-    else if (c == '+') { lo = 1; hi = -1; i_++; }
-    else if (c == '?') { lo = 0; hi = 1; i_++; }
-    else if (c == '{' && parse_interval(&lo, &hi)) { interval = true; }
-    else return atom;
+    for (;;) {
+      const size_t quantifier_at = i_;
+      int lo, hi;
+      bool interval = false, fixed = false;
+      uint32_t c = peek();
+      if (c == '*') { lo = 0; hi = -1; i_++; }
+      else if (c == '+') { lo = 1; hi = -1; i_++; }
+      else if (c == '?') { lo = 0; hi = 1; i_++; }
+      else if (c == '{' && parse_interval(&lo, &hi, &fixed)) { interval = true; }
+      else return atom;
+      atom = quantify(std::move(atom), quantifier_at, lo, hi, interval, fixed);
+    }
+  }
 
+  Node quantify(Node atom, size_t quantifier_at, int lo, int hi, bool interval, bool fixed) {
     if (invalid_repeat_target(atom)) {
       i_ = quantifier_at;
       fail("target of repeat operator is invalid (Oniguruma refuses a quantifier on an anchor ^ $ or a look-ahead, "
            "or on an alternation with one such alternative)");
     }
     bool greedy = true, possessive = false;
-    if (peek() == '?') {
-      if (interval && lo == hi) unsupported("'{n}?'", "its meaning differs between Oniguruma syntaxes; write {n}");
+    if (peek() == '?' && !fixed) {
       greedy = false;
       i_++;
-    } else if (peek() == '+') {
-      if (interval) unsupported("'{m,n}+'", "possessive in Perl/Java syntax but a repeat in Ruby syntax; use (?>...)");
+    } else if (peek() == '+' && !interval) {
       possessive = true;
       i_++;
     }
-    if (peek() == '*' || peek() == '+' || peek() == '?' || (peek() == '{' && is_interval_here()))
-      unsupported("stacked quantifiers (as in 'a**' or 'a{2}{3}')", "write one quantifier, or repeat a group: (?:a{2}){3}");
-    if (hi < 0 && nullable(atom))
-      unsupported("unbounded repeat of a sub-pattern that can match empty", "make the repeated part match at least one character");
 
     Node rep;
     rep.kind = Node::Repeat;
@@ -428,14 +473,6 @@ class Parser {
     atomic.kind = Node::Atomic;
     atomic.kids.push_back(std::move(rep));
     return atomic;
-  }
-
-  bool is_interval_here() {
-    size_t save = i_;
-    int lo, hi;
-    bool ok = parse_interval(&lo, &hi);
-    i_ = save;
-    return ok;
   }
 
   // Oniguruma's rule (HF refuses these patterns with "target of repeat operator is invalid"):
@@ -452,21 +489,6 @@ class Parser {
     }
   }
 
-  static bool nullable(const Node& n) {
-    switch (n.kind) {
-      case Node::Empty: case Node::Bol: case Node::Eol: case Node::Look: return true;
-      case Node::Char: case Node::Class: case Node::Any: return false;
-      case Node::Concat:
-        for (const Node& k : n.kids) if (!nullable(k)) return false;
-        return true;
-      case Node::Alt:
-        for (const Node& k : n.kids) if (nullable(k)) return true;
-        return false;
-      case Node::Repeat: return n.min == 0 || nullable(n.kids[0]);
-      case Node::Atomic: case Node::Group: return nullable(n.kids[0]);
-    }
-    return true;
-  }
 
   Node char_node(uint32_t cp, bool icase) {
     Node n;
@@ -690,10 +712,37 @@ class Parser {
     return 0;
   }
 
+  // [:name:] or [:^name:] inside a class, at i_.
+  void parse_posix_bracket(Regex::CharClass* set) {
+    size_t j = i_ + 2;
+    bool negated = false;
+    if (j < p_.size() && p_[j] == '^') { negated = true; j++; }
+    std::string name;
+    while (j < p_.size() && p_[j] >= 'a' && p_[j] <= 'z') name += (char)p_[j++];
+    if (!(j + 1 < p_.size() && p_[j] == ':' && p_[j + 1] == ']'))
+      unsupported("nested class '[' inside [...]", "escape it as \\[; POSIX brackets are written [:alpha:]");
+    static const std::pair<const char*, Regex::Posix> known[] = {
+        {"alpha", Regex::kPosixAlpha}, {"digit", Regex::kPosixDigit}, {"alnum", Regex::kPosixAlnum},
+        {"space", Regex::kPosixSpace}, {"blank", Regex::kPosixBlank}, {"cntrl", Regex::kPosixCntrl},
+        {"xdigit", Regex::kPosixXdigit}, {"ascii", Regex::kPosixAscii}};
+    for (const auto& k : known)
+      if (name == k.first) {
+        set->posix.emplace_back(k.second, negated);
+        i_ = j + 2;
+        return;
+      }
+    unsupported("POSIX bracket '[:" + name + ":]'", "supported: alpha digit alnum space blank cntrl xdigit ascii; "
+                "Oniguruma's upper, lower, punct, graph, print and word use properties this engine has no tables for");
+  }
+
   // One class element: a set escape (fills *set, returns true) or a single code point.
   bool parse_class_atom(Regex::CharClass* set, uint32_t* cp) {
     uint32_t c = peek();
-    if (c == '[') unsupported("nested class or POSIX bracket '[' inside [...]", "escape it as \\[");
+    if (c == '[' && peek(1) == ':') {
+      parse_posix_bracket(set);
+      return true;
+    }
+    if (c == '[') unsupported("nested class '[' inside [...]", "escape it as \\[");
     if (c == '&' && peek(1) == '&') unsupported("class intersection '&&'", "escape it as \\&\\&");
     i_++;
     if (c == '\\') return parse_escape(true, set, cp);
@@ -740,7 +789,8 @@ class Parser {
 // ---------------------------------------------------------------------------------------------
 class Compiler {
  public:
-  explicit Compiler(std::vector<Regex::Inst>& prog) : prog_(prog) {}
+  Compiler(std::vector<Regex::Inst>& prog, const std::string& pattern) : prog_(prog), pattern_(pattern) {}
+  uint32_t num_regs = 0;  // registers of the empty-iteration checks
 
   void compile_program(const Node& root) {
     emit_node(root);
@@ -756,9 +806,16 @@ class Compiler {
 
  private:
   std::vector<Regex::Inst>& prog_;
+  const std::string& pattern_;
   std::vector<std::pair<size_t, const Node*>> pending_;  // (instruction index, sub-program body)
 
   size_t emit(Regex::Op op, uint32_t a = 0, uint32_t b = 0, bool flag = false) {
+    // Counted repeats are unrolled, so nested ones multiply: ((a{1000}){1000}){1000} would be
+    // 10^9 instructions. Oniguruma loops instead and accepts them; here they are refused.
+    if (prog_.size() >= kMaxProgram)
+      throw std::runtime_error("regex /" + pattern_ + "/: unsupported construct: the program would exceed " +
+                               std::to_string(kMaxProgram) + " instructions (nested counted repeats such as "
+                               "(?:a{1000}){1000} are unrolled here); use smaller repeat counts");
     Regex::Inst in;
     in.op = op;
     in.a = a;
@@ -819,12 +876,20 @@ class Compiler {
     const Node& body = n.kids[0];
     for (int k = 0; k < n.min; k++) emit_node(body);
     if (n.max < 0) {  // L: split BODY, EXIT; BODY: x; jmp L; EXIT:
+      // A body that can match empty gets Oniguruma's empty check: BODY: savepos r; x;
+      // emptycheck r (to EXIT if the iteration consumed nothing); jmp L. Without it such a loop
+      // would spin forever; with it "(?:a|)+" on "aab" matches "aa", as in HF.
+      const bool check = nullable(body);
+      const uint32_t reg = check ? num_regs++ : 0;
       uint32_t loop = here();
       size_t split = emit_choice();
       uint32_t body_pc = here();
+      if (check) emit(Regex::kSavePos, reg);
       emit_node(body);
+      size_t empty_check = check ? emit(Regex::kEmptyCheck, reg) : 0;
       emit(Regex::kJmp, loop);
       patch_choice(split, n.greedy, body_pc, here());
+      if (check) prog_[empty_check].b = here();
       return;
     }
     // Optional copies nested as (x(x(x)?)?)?: each split exits to the common end.
@@ -847,7 +912,9 @@ class Compiler {
 Regex::Regex(const std::string& pattern) : pattern_(pattern) {
   Parser parser(pattern_, classes_);
   Node root = parser.parse();
-  Compiler(prog_).compile_program(root);
+  Compiler compiler(prog_, pattern_);
+  compiler.compile_program(root);
+  num_regs_ = compiler.num_regs;
   for (CharClass& cls : classes_) {
     // Cache the full answer (negation and case folding included) for ASCII.
     CharClass probe = cls;
@@ -882,6 +949,12 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
       case kClass: ok = sp < n && classes_[in.a].matches(text[sp]); if (ok) { sp++; pc++; } break;
       case kAny: ok = sp < n && text[sp] != '\n'; if (ok) { sp++; pc++; } break;
       case kSplit: stack.emplace_back(in.b, sp); pc = in.a; break;
+      case kSavePos:  // the old value goes on the stack, to be restored when backtracking past here
+        stack.emplace_back(kRestoreTag | in.a, budget.regs[in.a]);
+        budget.regs[in.a] = sp;
+        pc++;
+        break;
+      case kEmptyCheck: pc = (budget.regs[in.a] == sp) ? in.b : pc + 1; break;
       case kJmp: pc = in.a; break;
       // ^ after a '\n' but not at the very end of the text: Oniguruma's rule (HF: /\n^/ does
       // not match the final newline of "a\n").
@@ -905,6 +978,11 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
         return true;
     }
     if (!ok) {
+      // Undo register saves above the entry we go back to, then resume at that entry.
+      while (stack.size() > base && (stack.back().first & kRestoreTag)) {
+        budget.regs[stack.back().first & ~kRestoreTag] = stack.back().second;
+        stack.pop_back();
+      }
       if (stack.size() == base) return false;
       if (++budget.retries > kRetryLimitInMatch) over_budget(text, budget, false);
       pc = stack.back().first;
@@ -914,9 +992,10 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
   }
 }
 
-Regex::Budget Regex::search_budget(size_t text_size) {
+Regex::Budget Regex::search_budget(size_t text_size) const {
   Budget b;
   b.steps_left = kSearchStepBase + kSearchStepsPerCodePoint * (uint64_t)text_size;
+  b.regs.assign(num_regs_, 0);
   return b;
 }
 

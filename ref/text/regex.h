@@ -5,18 +5,28 @@
 // marked lazy, the first successful path wins). This engine implements the subset that real
 // tokenizer.json files use, with the same semantics, and refuses everything else by name:
 //
-//   literals and escapes (\n \r \t \f \v \a \e \xHH \x{H..} \uHHHH, escaped punctuation)
-//   .  (any code point but \n)       ^ $ (line anchors, as in Ruby)
-//   [...] [^...] with ranges, escapes, \s \S \d \D \w \W \p{..} \P{..} \p{^..} inside
+//   literals and escapes (\n \r \t \f \v \a \e \x{H..} \uHHHH, escaped punctuation); \xHH is a
+//     UTF-8 byte as in Oniguruma (\xC3\xA9 is U+00E9; \xE9 alone is refused, as HF refuses it)
+//   .  (any code point but \n)       ^ $ (line anchors, as in Ruby; ^ not at the very end)
+//   [...] [^...] with ranges, escapes, \s \S \d \D \w \W \p{..} \P{..} \p{^..} inside, and the
+//     POSIX brackets [:alpha: digit alnum space blank cntrl xdigit ascii:] ([:^..:] negated)
 //   \s \S \d \D \w \W   \p{X} \P{X} for General Categories (L Lu Ll Lt Lm Lo M Mn Mc Me N Nd Nl No
 //                       P Pc Pd Ps Pe Pi Pf Po S Sm Sc Sk So Z Zs Zl Zp C Cc Cf Cs Co Cn)
 //   | (alternation)   (...) (?:...) (?i:...) (?-i:...) (?>...) (?=...) (?!...)
-//   ? * + {m} {m,} {m,n} {,n}, lazy (??, *?, +?, {m,n}?), possessive (?+ *+ ++)
+//   ? * + {m} {m,} {m,n} {,n}, lazy (??, *?, +?, {m,n}?), possessive (?+ *+ ++), stacked
+//     quantifiers as in Ruby syntax (a** = (?:a*)*, {n}? = (?:a{n})?, {m,n}+ = (?:a{m,n})+), loops
+//     whose body can match empty (an empty iteration ends the loop, as in Oniguruma)
+// (?i) folds literals and [...] classes but not a bare \p{..} \w \d \s (Oniguruma).
 //
-// Refused with a message naming the construct: lookbehind, backreferences, named/unicode-script
-// properties (\p{Han}), nested classes and class intersection (&&), POSIX brackets, inline flag
-// groups without ':' ((?i) to end of group), \b \B \A \z \Z \G \h \R \X \K, {m,n}+ (its meaning
-// differs between Oniguruma syntaxes), and unbounded repeats of a sub-pattern that can match empty.
+// Refused with a message naming the construct: what HF refuses (a quantified anchor or
+// look-ahead, byte escapes that spell no character), and what this engine does not implement:
+// lookbehind, backreferences, named/unicode-script properties (\p{Han}), nested classes and class
+// intersection (&&), the POSIX brackets upper lower punct graph print word, inline flag groups
+// without ':' ((?i) to end of group), \b \B \A \z \Z \G \h \R \X \K, and (?i) where Oniguruma's
+// multi-character case folding could match differently. docs/TOKENIZER.md lists it all.
+//
+// Searches have a backtracking budget (kRetryLimitInMatch, kSearchStep*: see find_all), so no
+// pattern can hang a caller: over budget, find_all throws a message naming pattern and offset.
 //
 // Text is matched as a sequence of code points. Callers decode UTF-8 with decode_utf8() below,
 // which turns each byte of an invalid sequence into its own code point 0xDC00+byte (a lone
@@ -76,16 +86,22 @@ class Regex {
     std::vector<uint32_t> not_cat_masks;    // each \P{..}: matches code points outside the mask
     bool space = false, not_space = false;  // \s, \S (White_Space)
     bool word = false, not_word = false;    // \w, \W
+    std::vector<std::pair<uint8_t, bool>> posix;  // [:name:] / [:^name:] (Posix, negated)
     uint64_t ascii[2] = {0, 0};             // precomputed answer for code points < 128
     bool matches(uint32_t cp) const;
     bool matches_raw(uint32_t cp) const;    // without the ASCII cache and case folding
   };
-  enum Op : uint8_t { kChar, kCharFold, kClass, kAny, kSplit, kJmp, kLook, kAtomic, kBol, kEol, kMatch };
+  // kSavePos / kEmptyCheck: the empty-iteration check of an unbounded repeat whose body can
+  // match empty, as Oniguruma does it: an iteration that consumed nothing ends the loop.
+  // POSIX brackets with Oniguruma's Unicode definitions (checked against HF on every code point).
+  enum Posix : uint8_t { kPosixAlpha, kPosixDigit, kPosixAlnum, kPosixSpace, kPosixBlank, kPosixCntrl, kPosixXdigit, kPosixAscii };
+  enum Op : uint8_t { kChar, kCharFold, kClass, kAny, kSplit, kJmp, kLook, kAtomic, kBol, kEol, kSavePos, kEmptyCheck, kMatch };
   struct Inst {
     Op op;
     bool flag = false;  // kLook: negative look-ahead
-    uint32_t a = 0;     // kChar*: code point; kClass: class index; kSplit/kJmp: target; kLook/kAtomic: sub-program pc
-    uint32_t b = 0;     // kSplit: second (lower priority) target
+    uint32_t a = 0;     // kChar*: code point; kClass: class index; kSplit/kJmp: target; kLook/kAtomic: sub-program pc;
+                        // kSavePos/kEmptyCheck: register
+    uint32_t b = 0;     // kSplit: second (lower priority) target; kEmptyCheck: the loop's exit
   };
 
  private:
@@ -93,15 +109,17 @@ class Regex {
     uint64_t retries = 0;     // backtracks in the current match attempt
     uint64_t steps_left = 0;  // VM steps left for the whole search
     uint32_t start = 0;       // start position of the current attempt (for the message)
+    std::vector<uint32_t> regs;  // kSavePos registers: where the current loop iteration began
   };
   bool run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uint32_t* end,
            std::vector<std::pair<uint32_t, uint32_t>>& stack, Budget& budget) const;
   [[noreturn]] void over_budget(const std::vector<uint32_t>& text, const Budget& budget, bool steps) const;
-  static Budget search_budget(size_t text_size);
+  Budget search_budget(size_t text_size) const;
 
   std::string pattern_;
   std::vector<Inst> prog_;  // main program starts at 0; sub-programs follow, each ending in kMatch
   std::vector<CharClass> classes_;
+  uint32_t num_regs_ = 0;   // kSavePos registers the program uses
 };
 
 }  // namespace ref

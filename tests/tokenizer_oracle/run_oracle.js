@@ -350,7 +350,9 @@ async function main() {
   }
   await checkRegexConformance();
   // regex_cases.js: HF-measured cases of the regex engine (Oniguruma rules, refusals, budget) + a short fuzz.
-  require('./regex_cases.js').checkRegexCases({ tokenize: args.tokenize, tmp: args.tmp, fail, log: (m) => console.log(`${since()} ${m}`) });
+  const regexCases = require('./regex_cases.js');
+  regexCases.checkRegexCases({ tokenize: args.tokenize, tmp: args.tmp, fail, log: (m) => console.log(`${since()} ${m}`) });
+  regexCases.checkPosixSweep({ tokenize: args.tokenize, tmp: args.tmp, fail, log: (m) => console.log(`${since()} ${m}`) });
   await checkCategorySweep();
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   if (failures) {
