@@ -80,7 +80,7 @@ SANITIZER=${SANITIZER:-$(command -v compute-sanitizer 2>/dev/null || ls "$CUDA_B
 DATA=tests/fixtures/tiny.txt
 SHORT="--preset tiny --data $DATA --seq 32 --batch 2 --grad-accum 2 --steps 2 --init-std 0.02"
 RUN_TC="$SHORT --balance lossfree --bias-kind mul --update-rule error"
-RUN_EC="$SHORT --gate softmax --balance aux --aux-alpha 0.01 --norm-topk --route-scale 2.5 --routing expert --ec-chunk 32 --ec-shuffle"
+RUN_EC="$SHORT --gate softmax --balance none --norm-topk --route-scale 2.5 --routing expert --ec-chunk 32 --ec-shuffle"
 if [ -z "$SANITIZER" ]; then
   echo "== compute-sanitizer not found (it ships with the CUDA Toolkit, in its bin/; set SANITIZER=/path)"
   results+=("compute-sanitizer|FAIL (not found)"); failed=$((failed + 1))
