@@ -28,9 +28,11 @@ for n in $names; do
     $CXX -fsanitize=fuzzer $SAN "$OUT/tests/fuzz/fuzz_$n.o" "$OUT/liblfmoe.a" -o "$OUT/fuzz_$n" || { echo "FAIL: linking fuzz_$n"; exit 1; }
   fi
 done
-# Fresh binary seeds in the current formats (make_seeds, built with the normal compiler), next to
-# the committed ones.
-make -s BUILD=build build/fuzz/make_seeds >/dev/null 2>&1 && build/fuzz/make_seeds $OUT/seeds >/dev/null
+# Fresh binary seeds in the current formats, next to the committed ones: make_seeds linked against
+# the same instrumented library (fuzzer-no-link at link time supplies the coverage hooks, no main).
+make -s BUILD=$OUT CXX="$CXX" CUDA=0 OPENMP=0 EXTRA_CXXFLAGS="-fsanitize=fuzzer-no-link $SAN -Wno-unknown-pragmas" \
+  $OUT/tests/fuzz/make_seeds.o && $CXX -fsanitize=fuzzer-no-link $SAN $OUT/tests/fuzz/make_seeds.o $OUT/liblfmoe.a -o $OUT/make_seeds &&
+  $OUT/make_seeds $OUT/seeds >/dev/null || { echo "FAIL: make_seeds"; exit 1; }
 
 fail=0
 printf '%-15s %12s %8s %8s %8s %8s\n' harness executions cov ft corpus crashes
