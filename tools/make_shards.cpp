@@ -78,12 +78,25 @@ int build(const Args& a) {
     // a part must be complete: text after its last separator line is a cut file, not a document
     std::vector<std::string> docs = ref::split_documents(text, path, ref::TrailingText::refuse);
     std::vector<std::vector<uint32_t>> enc(docs.size());
-    // Documents are independent; the tokenizer is immutable and thread-safe.
+    // Documents are independent; the tokenizer is immutable and thread-safe. An exception must
+    // not leave the OpenMP region (that is std::terminate): the earliest one is kept and rethrown
+    // with the document's number (e.g. a regex over its backtracking budget).
+    std::string first_error;
+    long first_error_doc = -1;
     #pragma omp parallel for schedule(dynamic, 4)
     for (long i = 0; i < (long)docs.size(); i++) {
-      enc[i].push_back(eot);
-      tok.encode_append(docs[i], enc[i]);
+      try {
+        enc[i].push_back(eot);
+        tok.encode_append(docs[i], enc[i]);
+      } catch (const std::exception& e) {
+        #pragma omp critical(make_shards_error)
+        if (first_error_doc < 0 || i < first_error_doc) {  // the earliest document, whatever the thread order
+          first_error_doc = i;
+          first_error = path + ": document " + std::to_string(i + 1) + ": " + e.what();
+        }
+      }
     }
+    if (!first_error.empty()) throw std::runtime_error(first_error);
     PartStats s;
     s.name = path.substr(path.find_last_of('/') + 1);
     s.bytes = text.size();
