@@ -4,9 +4,12 @@
 // matches of find_all are in order, non-overlapping and inside the text; match_at at every
 // position ends inside the text, not before the position.
 //
-// Bounded sizes: a backtracking engine can take exponential time on patterns like (a|a)+b, so the
-// pattern is cut to kMaxPattern bytes and the text to kMaxText bytes, which keeps the (rare)
-// exponential cases short enough for libFuzzer's -timeout to name them instead of hanging a run.
+// Bounded sizes: a backtracking engine can take exponential time on patterns like (a|aa)+b. The
+// engine's step budget (regex.h: kRetryLimitInMatch, kSearchStep*) turns such a search into a
+// std::runtime_error, but only after up to ~1e8 steps; the pattern is cut to kMaxPattern bytes and
+// the text to kMaxText bytes so that most inputs stay fast, and the match_at loop stops at the
+// first refusal (each call has a budget of its own).
+
 #include <cstring>  // std::memchr
 #include <vector>   // std::vector
 
