@@ -1,12 +1,15 @@
 // fuzz_regex.cpp — ref/text/regex.cpp: the pattern compiler and the matcher.
 // Input: pattern bytes, then a 0 byte, then the text (no 0 byte: the whole input is the pattern,
 // matched against itself). Properties: the compiler returns or throws std::runtime_error; the
-// matches of find_all are in order, non-overlapping and inside the text; match_at at every
-// position ends inside the text, not before the position.
+// matches of find_all are in order, non-overlapping and inside the text, and match_at at each
+// match's start gives the same match; match_at ends inside the text, not before the position.
 //
-// Bounded sizes: a backtracking engine can take exponential time on patterns like (a|a)+b, so the
-// pattern is cut to kMaxPattern bytes and the text to kMaxText bytes, which keeps the (rare)
-// exponential cases short enough for libFuzzer's -timeout to name them instead of hanging a run.
+// Bounded sizes: a backtracking engine can take exponential time on patterns like (a|aa)+b. The
+// engine's step budget (regex.h: kRetryLimitInMatch, kSearchStep*) turns such a search into a
+// std::runtime_error, but only after up to ~1e8 steps; the pattern is cut to kMaxPattern bytes and
+// the text to kMaxText bytes so that most inputs stay fast, and match_at runs at the matches'
+// starts and the first 8 positions only (each call has a budget of its own).
+
 #include <cstring>  // std::memchr
 #include <vector>   // std::vector
 
@@ -42,7 +45,16 @@ FUZZ_ENTRY {
     if (i > 0) FUZZ_CHECK(m[i].first > m[i - 1].first, "two matches start at the same position");
     last = m[i].second;
   }
-  for (uint32_t pos = 0; pos <= cps.size(); pos++) {
+  // Each match of find_all is the pattern's first-priority match at its start, so match_at there
+  // must agree (find_all only adds where to start: after the previous match, skipping an empty
+  // match right at its end). Then match_at at the first positions, matched or not.
+  for (const auto& mt : m) {
+    uint32_t end = 0;
+    bool hit = false;
+    if (!fuzz_try([&] { hit = re.match_at(cps, mt.first, &end); })) return 0;
+    FUZZ_CHECK(hit && end == mt.second, "match_at disagrees with find_all at " + std::to_string(mt.first));
+  }
+  for (uint32_t pos = 0; pos <= cps.size() && pos < 8; pos++) {
     uint32_t end = 0;
     bool hit = false;
     if (!fuzz_try([&] { hit = re.match_at(cps, pos, &end); })) break;
