@@ -661,7 +661,7 @@ int main(int argc, char** argv) {
     // Memory, from the config alone, before the first allocation (calloc is lazy: without this a run
     // too big would start and grow until the kernel kills it).
     const Footprint fp = estimate_footprint(c, training && (!o.save.empty() || !o.dump.empty()), !o.resume.empty(),
-                                            train.tokens.size() + val.tokens.size());
+                                            resident_bytes());
     const uint64_t available = mem_available_bytes();
     g_footprint = describe(fp);
     if (o.backend == "cpu" && available > 0 && fp.total() > available && !o.ignore_memory_limit)
