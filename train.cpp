@@ -634,9 +634,8 @@ int main(int argc, char** argv) {
       std::printf("%s\n", to_json(c).c_str());
       return 0;
     }
+    if (o.sample_tokens == 0 || o.resume.empty()) load_data(o, c, train, val);  // (plain text sets V = 256)
     validate(c);  // before anything divides, allocates or indexes by the config
-    if (o.sample_tokens == 0 || o.resume.empty()) load_data(o, c, train, val);
-    validate(c);  // again: plain-text data sets V = 256
     const bool training = o.sample_tokens == 0;
     bool eval_at_end = training && o.dump.empty() && (o.eval_every > 0 || !o.log.empty());
     std::unique_ptr<Loader> loader;

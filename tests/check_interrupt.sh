@@ -33,7 +33,8 @@ start_and_signal() {
   "$BUILD/train" "$@" --log "$TMP/$name.jsonl" > "$TMP/$name.out" 2> "$TMP/$name.err" &
   local pid=$! i
   for i in $(seq 1 600); do
-    [ "$(grep -c '"type":"step"' "$TMP/$name.jsonl" 2>/dev/null || echo 0)" -ge 5 ] && break
+    local steps; steps=$(grep -c '"type":"step"' "$TMP/$name.jsonl" 2>/dev/null)
+    [ "${steps:-0}" -ge 5 ] && break
     sleep 0.05
   done
   kill -"$sig" "$pid"
