@@ -1,7 +1,10 @@
 // config.cpp — presets, validation, JSON form and the learning-rate schedule.
 #include "ref/config.h"
 
+#include <cerrno>     // errno
 #include <cmath>      // std::cos, std::isfinite
+#include <cstdint>    // INT32_MIN, INT32_MAX
+#include <cstdlib>    // std::strtoull
 #include <cstdio>     // std::snprintf
 #include <sstream>    // std::ostringstream
 #include <stdexcept>  // std::runtime_error
@@ -249,6 +252,13 @@ std::string to_json(const Config& cfg) {
   return o.str();
 }
 
+// An int field, range-checked: a cast would turn 4294967304 into 8 without a word.
+static int json_int(const json::Value& v) {
+  const int64_t x = v.as_int();
+  if (x < INT32_MIN || x > INT32_MAX) throw std::runtime_error(v.raw + " is out of range for a 32-bit integer");
+  return (int)x;
+}
+
 Config config_from_json(const std::string& text) {
   const json::Value doc = json::parse(text);
   if (!doc.is(json::Value::Object)) throw std::runtime_error("config JSON must be an object");
@@ -258,16 +268,31 @@ Config config_from_json(const std::string& text) {
     if (!v) continue;  // absent keys keep their defaults (older files)
     try {
       switch (f.kind) {
-        case Field::I: *static_cast<int*>(f.ptr) = (int)v->as_int(); break;
-        case Field::F: *static_cast<float*>(f.ptr) = (float)v->as_num(); break;
+        case Field::I: *static_cast<int*>(f.ptr) = json_int(*v); break;
+        case Field::F: {  // an fp32 value (docs/FORMAT.md): one beyond float range is not silently inf
+          const double x = v->as_num();
+          if (!std::isfinite(x) || std::fabs(x) > 3.4028234663852886e38)
+            throw std::runtime_error(v->raw + " is not a finite fp32 value");
+          *static_cast<float*>(f.ptr) = (float)x;
+          break;
+        }
         case Field::B: *static_cast<bool*>(f.ptr) = v->as_bool(); break;
-        case Field::U64: *static_cast<uint64_t*>(f.ptr) = std::stoull(v->raw); break;
+        case Field::U64: {  // strictly digits: std::stoull alone takes "-1" as 2^64-1 and "1.5" as 1
+          if (!v->is(json::Value::Number) || v->raw.empty() ||
+              v->raw.find_first_not_of("0123456789") != std::string::npos || v->raw.size() > 20)
+            throw std::runtime_error("expected an unsigned 64-bit integer, got " + v->raw);
+          errno = 0;
+          const unsigned long long x = std::strtoull(v->raw.c_str(), nullptr, 10);
+          if (errno == ERANGE) throw std::runtime_error(v->raw + " is out of range for an unsigned 64-bit integer");
+          *static_cast<uint64_t*>(f.ptr) = x;
+          break;
+        }
         case Field::ENUM: f.set_enum(c, v->as_str()); break;
         case Field::LIST: {
           auto& out = *static_cast<std::vector<int>*>(f.ptr);
           out.clear();
           if (!v->is(json::Value::Array)) throw std::runtime_error("expected a list");
-          for (auto& x : v->arr) out.push_back((int)x.as_int());
+          for (auto& x : v->arr) out.push_back(json_int(x));
         }
       }
     } catch (const std::exception& e) {

@@ -191,6 +191,12 @@ $E meta "$TMP/c4.st" "$TMP/v9.st" version 9 fix
 case_ "unknown checkpoint version" "v9\.st: checkpoint version 9 is not supported" $R --resume "$TMP/v9.st"
 $E meta "$TMP/c4.st" "$TMP/badcfg.st" config '{"V": 256, "E": 0}' fix
 case_ "forged config E 0"        "badcfg\.st: the config in the metadata is not valid .*experts E" $R --resume "$TMP/badcfg.st"
+$E cfg "$TMP/c4.st" "$TMP/cfgE.st" E 4294967304 fix  # 2^32 + 8: a cast to int would read 8
+case_ "forged config E 2^32+8"   "cfgE\.st: .*config key 'E': 4294967304 is out of range for a 32-bit integer" $R --resume "$TMP/cfgE.st"
+$E cfg "$TMP/c4.st" "$TMP/cfgseed.st" seed -1 fix
+case_ "forged config seed -1"    "cfgseed\.st: .*config key 'seed': expected an unsigned 64-bit integer, got -1" $R --resume "$TMP/cfgseed.st"
+$E cfg "$TMP/c4.st" "$TMP/cfglr.st" lr 1e39 fix
+case_ "forged config lr 1e39"    "cfglr\.st: .*config key 'lr': 1e39 is not a finite fp32 value" $R --resume "$TMP/cfglr.st"
 case_ "resume beyond --steps"    "--resume $TMP/c4\.st is at step 4, beyond --steps 3: nothing to train" $GOOD --steps 3 --resume "$TMP/c4.st"
 case_ "resume at --steps, nothing to do" "is at step 4, already --steps 4: nothing to do" $GOOD --steps 4 --resume "$TMP/c4.st"
 case_ "--stop-after before the checkpoint" "is at step 4: --stop-after 2 would train nothing" $R --stop-after 2 --resume "$TMP/c4.st"

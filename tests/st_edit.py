@@ -7,6 +7,7 @@ with Python's zlib.crc32. Used by tests/check_bad_input.sh.
   st_edit.py flipbit FILE OUT TENSOR             flip the lowest mantissa bit of element 0 (checksums kept)
   st_edit.py setval FILE OUT TENSOR VALUE [fix]  element 0 = VALUE (1e30, nan, inf)
   st_edit.py meta FILE OUT KEY VALUE [fix]       set a metadata entry (e.g. step)
+  st_edit.py cfg FILE OUT KEY JSONTEXT [fix]     set one key of the config JSON to JSONTEXT, as written
   st_edit.py alias FILE OUT TENSOR OTHER [fix]   TENSOR's data_offsets = OTHER's (the bytes overlap)
   st_edit.py strip FILE OUT [VERSION]            drop every checksum (and set metadata version)
 "fix" recomputes the checksums after the edit, as a careful forger would: then only the other
@@ -78,6 +79,11 @@ def main(a):
         data[b:b + 4] = struct.pack('<f', float(rest[1]))
     elif a[0] == 'meta':
         meta[rest[0]] = rest[1]
+    elif a[0] == 'cfg':  # text surgery, so that the value is exactly as given (json would reformat it)
+        import re
+        text, n = re.subn(r'("%s": )[^,}]*' % re.escape(rest[0]), lambda m: m.group(1) + rest[1], meta['config'])
+        if n != 1: sys.exit(f'config has no key {rest[0]}')
+        meta['config'] = text
     elif a[0] == 'alias':
         table[rest[0]]['data_offsets'] = list(table[rest[1]]['data_offsets'])
     elif a[0] == 'strip':
