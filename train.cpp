@@ -67,7 +67,9 @@ static int parse_int(const std::string& v) {
   char* end = nullptr;
   errno = 0;
   const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0') throw std::invalid_argument("expected an integer");
+  // (strtoll alone would also take " 12" and "+12")
+  if (v.empty() || v.find_first_not_of("-0123456789") != std::string::npos || *end != '\0')
+    throw std::invalid_argument("expected an integer");
   if (errno == ERANGE || x < INT_MIN || x > INT_MAX) throw std::invalid_argument("integer out of range");
   return (int)x;
 }
@@ -85,6 +87,8 @@ static float parse_float(const std::string& v) {
   const double x = std::strtod(v.c_str(), &end);
   if (v.empty() || *end != '\0') throw std::invalid_argument("expected a number");
   if (!std::isfinite(x) || std::fabs(x) > FLT_MAX) throw std::invalid_argument("expected a finite number within float range");
+  // Decimal only: strtod alone would also take " 1e-3" and hex ("0x10" = 16).
+  if (v.find_first_not_of("+-0123456789.eE") != std::string::npos) throw std::invalid_argument("expected a decimal number");
   return (float)x;
 }
 

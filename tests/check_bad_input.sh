@@ -140,6 +140,9 @@ case_ "--milestones 10,x"        "--milestones: '10,x' is not valid"          $G
 case_ "--threads -3"             "--threads must be >= 0"                     $GOOD --threads -3
 case_ "--print-every 0"          "--print-every must be >= 1"                 $GOOD --print-every 0
 case_ "--bias-rate -1"           "bias-rate and aux-alpha must be non-negative" $GOOD --bias-rate -1
+case_ "--lr 0x10 (hex)"           "--lr: '0x10' is not valid \(expected a decimal number\)" $GOOD --lr 0x10
+case_ "--steps ' 5' (space)"     "--steps: ' 5' is not valid \(expected an integer\)" $GOOD --steps " 5"
+case_ "--batch +4"               "--batch: '\+4' is not valid \(expected an integer\)" $GOOD --batch +4
 case_ "--temperature -1"         "--temperature must be >= 0"                 $GOOD --temperature -1
 case_ "--eval-batches -1"        "--eval-batches.*must be >= 0"               $GOOD --eval-batches -1
 case_ "--save-every x"           "--save-every: 'x' is not valid \(expected an integer\)" $GOOD --save-every x
