@@ -36,10 +36,11 @@ Footprint estimate_footprint(const Config& c, bool saving, bool resuming, uint64
   act += 6 * N * C + 3 * std::max<uint64_t>(1, hidden) + N * V;  // backward scratch
   fp.activations = act * f4;
   // Host copies (ref/trainer.cpp, model_impl.h get/set): init holds the initial values and a copy
-  // for the device (2P); a save holds params, m, v and the writer's copy of their bytes (6P); a load
-  // holds the file's bytes and the tensors read from them, then the three arenas and a copy (7P).
+  // for the device (2P); a save holds params and m while get() makes v (its T copy and the float
+  // result: 4P; the writer only points at them); a load holds the file's bytes and the tensors read
+  // from them, then the three arenas and a copy (7P).
   uint64_t copies = 2 * P;
-  if (saving) copies = std::max<uint64_t>(copies, 6 * P);
+  if (saving) copies = std::max<uint64_t>(copies, 4 * P);
   if (resuming) copies = std::max<uint64_t>(copies, 7 * P);
   fp.transient = copies * f4;
   fp.resident = resident ? resident : 64ull << 20;  // unknown: an allowance for code and libraries

@@ -134,9 +134,9 @@ void save_checkpoint(const std::string& path, const Model& model, const TrainSta
     refuse_non_finite(s.name, p.data() + s.offset, s.numel);
     refuse_non_finite("adam.m/" + s.name, m.data() + s.offset, s.numel);
     refuse_non_finite("adam.v/" + s.name, v.data() + s.offset, s.numel);
-    w.add(s.name, shape, p.data() + s.offset);
-    w.add("adam.m/" + s.name, shape, m.data() + s.offset);
-    w.add("adam.v/" + s.name, shape, v.data() + s.offset);
+    w.add_view(s.name, shape, p.data() + s.offset);  // p, m, v outlive w.write
+    w.add_view("adam.m/" + s.name, shape, m.data() + s.offset);
+    w.add_view("adam.v/" + s.name, shape, v.data() + s.offset);
   }
   for (int mi = 0; mi < c.n_moe(); ++mi) {
     refuse_non_finite(bias_name(c.n_dense + mi), b.data() + (size_t)mi * c.E, c.E);

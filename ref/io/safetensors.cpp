@@ -137,7 +137,15 @@ void SafeTensorsWriter::add_raw(const std::string& name, const char* dtype, cons
   t.shape = shape;
   t.bytes.resize(t.numel() * elem);
   if (!t.bytes.empty()) std::memcpy(t.bytes.data(), p, t.bytes.size());  // x86/ARM hosts are little-endian
-  tensors_.emplace_back(name, std::move(t));
+  tensors_.push_back(Item{name, std::move(t)});
+}
+void SafeTensorsWriter::add_view(const std::string& name, const std::vector<int64_t>& shape, const float* data) {
+  Item it{name, StTensor{}};
+  it.t.dtype = "F32";
+  it.t.shape = shape;
+  it.view = data;
+  it.view_bytes = it.t.numel() * 4;
+  tensors_.push_back(std::move(it));
 }
 void SafeTensorsWriter::add(const std::string& n, const std::vector<int64_t>& s, const float* d) { add_raw(n, "F32", s, d, 4); }
 void SafeTensorsWriter::add(const std::string& n, const std::vector<int64_t>& s, const int32_t* d) { add_raw(n, "I32", s, d, 4); }
@@ -173,16 +181,16 @@ void SafeTensorsWriter::write(const std::string& path) const {
   std::vector<Entry> entries;
   table.reserve(tensors_.size());
   uint64_t offset = 0;
-  for (auto& [name, t] : tensors_) {
+  for (const Item& it : tensors_) {
     StTensor e;
-    e.dtype = t.dtype;
-    e.shape = t.shape;
+    e.dtype = it.t.dtype;
+    e.shape = it.t.shape;
     e.begin = offset;
-    e.end = offset += t.bytes.size();
+    e.end = offset += it.size();
     table.push_back(std::move(e));
-    meta[kCrcPrefix + name] = hex8(crc32(t.bytes.data(), t.bytes.size()));
+    meta[kCrcPrefix + it.name] = hex8(crc32(it.data(), it.size()));
   }
-  for (size_t i = 0; i < tensors_.size(); ++i) entries.push_back({&tensors_[i].first, &table[i]});
+  for (size_t i = 0; i < tensors_.size(); ++i) entries.push_back({&tensors_[i].name, &table[i]});
   const std::string text = canonical_text(meta, entries);
   meta[kCrcHeaderKey] = hex8(crc32(text.data(), text.size()));
 
@@ -196,7 +204,7 @@ void SafeTensorsWriter::write(const std::string& path) const {
   h << "}";
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const StTensor& t = table[i];
-    h << ", " << json::quote(tensors_[i].first) << ": {\"dtype\": \"" << t.dtype << "\", \"shape\": [";
+    h << ", " << json::quote(tensors_[i].name) << ": {\"dtype\": \"" << t.dtype << "\", \"shape\": [";
     for (size_t d = 0; d < t.shape.size(); ++d) h << (d ? ", " : "") << t.shape[d];
     h << "], \"data_offsets\": [" << t.begin << ", " << t.end << "]}";
   }
@@ -221,8 +229,7 @@ void SafeTensorsWriter::write(const std::string& path) const {
   }
   const uint64_t n = header.size();
   bool ok = std::fwrite(&n, 8, 1, f) == 1 && std::fwrite(header.data(), 1, n, f) == n;
-  for (auto& kv : tensors_)
-    ok = ok && std::fwrite(kv.second.bytes.data(), 1, kv.second.bytes.size(), f) == kv.second.bytes.size();
+  for (const Item& it : tensors_) ok = ok && std::fwrite(it.data(), 1, it.size(), f) == it.size();
   ok = ok && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
   const int err = errno;
   ok = (std::fclose(f) == 0) && ok;

@@ -47,13 +47,24 @@ class SafeTensorsWriter {
   void add(const std::string& name, const std::vector<int64_t>& shape, const float* data);
   void add(const std::string& name, const std::vector<int64_t>& shape, const int32_t* data);
   void add(const std::string& name, const std::vector<int64_t>& shape, const int64_t* data);
+  // Like add, without copying: `data` must stay valid and unchanged until write() returns. For the
+  // large tensors of a checkpoint, whose copy would double the memory a save needs.
+  void add_view(const std::string& name, const std::vector<int64_t>& shape, const float* data);
   void write(const std::string& path) const;  // throws with the path and the OS error
 
  private:
+  struct Item {
+    std::string name;
+    StTensor t;                     // dtype, shape and (for add) the bytes
+    const void* view = nullptr;     // add_view: the caller's bytes
+    size_t view_bytes = 0;
+    const void* data() const { return view ? view : t.bytes.data(); }
+    size_t size() const { return view ? view_bytes : t.bytes.size(); }
+  };
   void add_raw(const std::string& name, const char* dtype, const std::vector<int64_t>& shape, const void* p,
                size_t elem);
   std::map<std::string, std::string> meta_;
-  std::vector<std::pair<std::string, StTensor>> tensors_;
+  std::vector<Item> tensors_;
 };
 
 // A whole file in memory, checked: a regular file, header length within the file, valid JSON, known
