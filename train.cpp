@@ -667,8 +667,12 @@ int main(int argc, char** argv) {
                                             resident_bytes());
     const uint64_t available = mem_available_bytes();
     g_footprint = describe(fp);
-    if (o.backend == "cpu" && available > 0 && fp.total() > available && !o.ignore_memory_limit)
-      throw std::runtime_error("this run needs " + describe(fp) + ", but only " + human_bytes(available) +
+    // On the CPU everything is host memory; on CUDA the arenas and activations are device memory
+    // (the device allocator reports what does not fit) and the host holds the copies.
+    const uint64_t host = o.backend == "cpu" ? fp.total() : fp.transient + fp.resident + fp.runtime;
+    if (available > 0 && host > available && !o.ignore_memory_limit)
+      throw std::runtime_error("this run needs " + describe(fp) + (o.backend == "cpu" ? "" : ", of it on the host " +
+                               human_bytes(host)) + ", but only " + human_bytes(available) +
                                " are available (MemAvailable in /proc/meminfo); lower --batch, --seq, --experts, "
                                "--expert-hidden, --width or --layers, or pass --ignore-memory-limit to try anyway");
     std::unique_ptr<Model> model = make_backend_model(o.backend, c);
