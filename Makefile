@@ -57,7 +57,7 @@ TOOLS     := $(patsubst tools/%.cpp,$(BUILD)/%,$(wildcard tools/*.cpp))
 TEST_SRC  := tests/main.cpp $(wildcard tests/test_*.cpp)
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all info train tools unit_tests test deps cuda cuda-test bench-cpu clean help bench_attention
+.PHONY: all info train tools unit_tests test deps cuda cuda-test bench-cpu clean help bench_attention fuzz fuzz-replay
 # keep intermediate objects (tools/*.o), so that a second make does not relink everything
 .SECONDARY:
 all: info $(BUILD)/train $(TOOLS)
@@ -71,6 +71,7 @@ help:
 	@echo "make unit_tests the doctest suites only (build/unit_tests)"
 	@echo "make deps       install the test dependencies (Debian packages, npm oracles)"
 	@echo "make bench_attention  build/bench_attention, the CPU attention microbenchmark"
+	@echo "make fuzz       libFuzzer harnesses (clang), each for FUZZ_TIME seconds (docs/RELIABILITY.md)"
 	@echo "make cuda-test  GPU tests + compute-sanitizer (skips without a GPU)"
 	@echo "make bench-cpu  lfmoe vs PyTorch tokens/s on this CPU, with lfmoe's phase split (docs/SPEED.md)"
 	@echo "make data       build the default corpus, tokenizers and shards (data/build_all.sh)"
@@ -87,6 +88,11 @@ $(BUILD)/%.o: %.cpp $(REF_HDR) $(FLAGS_STAMP)
 
 # the test files also include the tests' own headers (a change there rebuilds the tests only)
 $(BUILD)/tests/%.o: tests/%.cpp $(REF_HDR) $(wildcard tests/*.h) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+# the tools share tools/cli.h (strict number parsing)
+$(BUILD)/tools/%.o: tools/%.cpp $(REF_HDR) $(wildcard tools/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
@@ -131,6 +137,26 @@ bench-cpu: $(BUILD)/train $(BUILD)/fma_peak
 $(BUILD)/fma_peak: dev/fma_peak.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) $< -o $@
+
+# ---- fuzzing (docs/RELIABILITY.md, "Fuzzing") ---------------------------------------------------
+# tests/fuzz/fuzz_<name>.cpp are libFuzzer harnesses. `make fuzz` builds them with clang
+# (build-fuzz/) and runs each for FUZZ_TIME seconds; `make fuzz-replay` builds them with $(CXX)
+# and tests/fuzz/replay.cpp as main(), to replay the corpora and regressions (make test does).
+FUZZ_TIME   ?= 60
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.cpp)
+FUZZ_REPLAY := $(patsubst tests/fuzz/fuzz_%.cpp,$(BUILD)/fuzz/replay_%,$(FUZZ_SRC))
+$(BUILD)/tests/fuzz/%.o: tests/fuzz/%.cpp $(REF_HDR) $(wildcard tests/fuzz/*.h) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+$(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/fuzz/make_seeds: $(BUILD)/tests/fuzz/make_seeds.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+fuzz-replay: $(FUZZ_REPLAY) $(BUILD)/fuzz/make_seeds
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_TIME)
 
 deps:
 	@tests/install_deps.sh

@@ -100,18 +100,18 @@ def learning_rate(c, s):
 class Model:
     """Parameters (float32 leaf tensors) and the forward of one micro-batch."""
 
-    def __init__(self, c, gen):
-        self.c = c
+    def __init__(self, c, gen, dev=torch.device('cpu')):
+        self.c, self.dev = c, dev
         self.params = {}   # name -> tensor, in lfmoe's table order (stacked where noted)
         self.decay = {}
 
         def mat(name, *shape):
-            t = torch.empty(*shape).normal_(0.0, c.init_std, generator=gen).requires_grad_()
+            t = torch.empty(*shape).normal_(0.0, c.init_std, generator=gen).to(dev).requires_grad_()
             self.params[name], self.decay[name] = t, True
             return t
 
         def norm(name):
-            t = torch.ones(c.C).requires_grad_()
+            t = torch.ones(c.C, device=dev).requires_grad_()
             self.params[name], self.decay[name] = t, False
             return t
 
@@ -133,8 +133,8 @@ class Model:
                     L['sw2'] = mat(p + 'moe.shared.w2', c.C, c.S * c.F)
                 L['ew13'] = mat(p + 'moe.experts.w1|w3', c.E, 2 * c.F, c.C)
                 L['ew2'] = mat(p + 'moe.experts.w2', c.E, c.C, c.F)
-                L['bias'] = torch.full((c.E,), 1.0 if c.bias_kind == 'mul' else 0.0)
-                L['counts'] = torch.zeros(c.E, dtype=torch.int64)
+                L['bias'] = torch.full((c.E,), 1.0 if c.bias_kind == 'mul' else 0.0, device=dev)
+                L['counts'] = torch.zeros(c.E, dtype=torch.int64, device=dev)
             self.layers.append(L)
         self.final_norm = norm('final_norm')
         self.lm_head = mat('lm_head', c.V, c.C)
@@ -143,7 +143,7 @@ class Model:
         inv = c.rope_theta ** (-np.arange(0, c.D, 2, dtype=np.float64) / c.D)
         ang = np.arange(c.T, dtype=np.float64)[:, None] * inv[None, :]
         self.rot = torch.complex(torch.from_numpy(np.cos(ang).astype(np.float32)),
-                                 torch.from_numpy(np.sin(ang).astype(np.float32)))[None, :, None, :]  # (1,T,1,D/2)
+                                 torch.from_numpy(np.sin(ang).astype(np.float32)))[None, :, None, :].to(dev)  # (1,T,1,D/2)
         if hasattr(F, 'scaled_dot_product_attention'):
             self.attn_kind = 'sdpa'
             self.sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -152,7 +152,7 @@ class Model:
             self.sdpa = lambda q, k, v: F._scaled_dot_product_attention(q, k, v, None, 0.0, False, True)[0]
         else:
             self.attn_kind = 'manual'
-            mask = torch.ones(c.T, c.T, dtype=torch.bool).tril()
+            mask = torch.ones(c.T, c.T, dtype=torch.bool, device=dev).tril()
             scale = 1.0 / math.sqrt(c.D)
 
             def manual(q, k, v):
@@ -215,8 +215,9 @@ class Model:
             sp = s / s.sum(1, keepdim=True) if c.gate == 'sigmoid' else s
             Tg = N if c.aux_per_batch else c.T
             G = N // Tg
-            grp = torch.arange(N).repeat_interleave(K) // Tg
-            cnt = torch.zeros(G * E, dtype=torch.float32).index_add_(0, grp * E + flat, torch.ones(N * K))
+            grp = torch.arange(N, device=h.device).repeat_interleave(K) // Tg
+            cnt = torch.zeros(G * E, dtype=torch.float32, device=h.device).index_add_(0, grp * E + flat,
+                                                                                      torch.ones(N * K, device=h.device))
             f = cnt.view(G, E) * (E / (K * Tg))
             aux = c.aux_alpha * (f * sp.view(G, Tg, E).mean(1)).sum(1).mean()
         return out, aux
@@ -271,8 +272,8 @@ def read_shard(path):
 class Batches:
     """Micro-batches of B windows of T+1 tokens (inputs, targets shifted by one), drawn at random."""
 
-    def __init__(self, c, data, seed):
-        self.c, self.rng = c, np.random.default_rng(seed)
+    def __init__(self, c, data, seed, dev=torch.device('cpu')):
+        self.c, self.rng, self.dev = c, np.random.default_rng(seed), dev
         self.tok = data
         if data is not None and len(data) < c.T + 1:
             fail(f'--data holds {len(data)} tokens, fewer than one window of T+1 = {c.T + 1}')
@@ -287,7 +288,7 @@ class Batches:
             w = np.stack([self.tok[s:s + c.T + 1] for s in starts])
         if w.max() >= c.V:
             fail(f'token id {w.max()} >= vocabulary {c.V}')
-        w = torch.from_numpy(w)
+        w = torch.from_numpy(w).to(self.dev)
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()
 
 
@@ -404,6 +405,13 @@ def make_optimizer(m):
         return torch.optim.AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.adam_eps)
 
 
+def clock(dev):
+    """perf_counter after the device has finished its queued work (a no-op wait on the CPU)."""
+    if dev.type == 'cuda':
+        torch.cuda.synchronize(dev)
+    return time.perf_counter()
+
+
 def train_step(m, opt, batches, step, times):
     """One optimizer step; adds its fwd/bwd/update seconds to `times`. Returns the mean loss."""
     c = m.c
@@ -416,18 +424,18 @@ def train_step(m, opt, batches, step, times):
     loss_sum = 0.0
     for _ in range(c.grad_accum):
         tokens, targets = batches.next()
-        t0 = time.perf_counter()
+        t0 = clock(m.dev)
         ce, aux = m.forward(tokens, targets)
         loss = ce if aux is None else ce + aux
-        t1 = time.perf_counter()
+        t1 = clock(m.dev)
         (loss / c.grad_accum).backward()
-        t2 = time.perf_counter()
+        t2 = clock(m.dev)
         times['fwd'] += t1 - t0
         times['bwd'] += t2 - t1
         loss_sum += float(ce) / c.grad_accum
         if not math.isfinite(loss_sum):
             fail(f'step {step + 1}: loss is {loss_sum}')
-    t0 = time.perf_counter()
+    t0 = clock(m.dev)
     with torch.no_grad():
         grads = [p.grad for p in params if p.grad is not None]
         if hasattr(torch, '_foreach_norm'):
@@ -446,7 +454,7 @@ def train_step(m, opt, batches, step, times):
             grp['lr'] = lr
         opt.step()
         m.update_bias()
-    times['update'] += time.perf_counter() - t0
+    times['update'] += clock(m.dev) - t0
     return loss_sum, norm
 
 
@@ -465,6 +473,10 @@ def main():
     ap.add_argument('--check-dump', metavar='DUMP', nargs='+', help='instead of timing: run step 0 of each 1-step '
                     'lfmoe dump (train --dump) from its initial parameters and compare loss, grad norm, counts, '
                     'biases and parameters after the step (one line per dump; exit 1 if any differs)')
+    ap.add_argument('--device', default='cpu', help='torch device: cpu (default) or cuda (the GPU benchmark of '
+                    'dev/gpu_check.sh; timings then wait for the GPU at every phase boundary)')
+    ap.add_argument('--compile', action='store_true', help='wrap the forward in torch.compile (torch >= 2.0); the '
+                    'first steps compile, so give --warmup enough steps')
     ap.add_argument('train_flags', nargs='*', help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.check_dump:
@@ -480,20 +492,28 @@ def main():
         pass
     torch.set_default_dtype(torch.float32)
     c = Cfg(load_config(args))
+    dev = torch.device(args.device)
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        fail(f'--device {args.device}: this torch ({torch.__version__}) sees no CUDA device')
     gen = torch.Generator().manual_seed(args.seed)
-    m = Model(c, gen)
+    m = Model(c, gen, dev)
+    if args.compile:
+        if not hasattr(torch, 'compile'):
+            fail(f'--compile needs torch >= 2.0 (this is {torch.__version__})')
+        m.forward = torch.compile(m.forward)
     opt = make_optimizer(m)
-    batches = Batches(c, read_shard(args.data) if args.data else None, args.seed)
+    batches = Batches(c, read_shard(args.data) if args.data else None, args.seed, dev)
     n_params = sum(p.numel() for p in m.params.values())
     print(f'torch {torch.__version__}: {n_params} parameters, V {c.V} C {c.C} L {c.L} (dense {c.n_dense}) '
           f'E {c.E} K {c.K} S {c.S} F {c.F} T {c.T} B {c.B} x {c.grad_accum}, gate {c.gate}, balance {c.balance}, '
-          f'{threads} threads, attention {m.attn_kind}', flush=True)
+          f'{threads} threads, attention {m.attn_kind}, device {dev}{" (torch.compile)" if args.compile else ""}',
+          flush=True)
     steps, losses = [], []
     for s in range(args.steps):
         times = dict(fwd=0.0, bwd=0.0, update=0.0)
-        c0, t0 = time.process_time(), time.perf_counter()
+        c0, t0 = time.process_time(), clock(dev)
         losses.append(train_step(m, opt, batches, s, times)[0])
-        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        dt, cpu = clock(dev) - t0, time.process_time() - c0
         steps.append((dt, times, cpu))
         print(f'step {s + 1}/{args.steps} loss {losses[-1]:.4f} {c.B * c.T * c.grad_accum / dt:.0f} tok/s', flush=True)
     w = min(args.warmup, len(steps) - 1)
@@ -506,7 +526,8 @@ def main():
           f'cpu_ms_median {med(lambda x: x[2]) * 1e3:.3f} '
           f'fwd_ms {med(lambda x: x[1]["fwd"]) * 1e3:.3f} bwd_ms {med(lambda x: x[1]["bwd"]) * 1e3:.3f} '
           f'update_ms {med(lambda x: x[1]["update"]) * 1e3:.3f} params {n_params} loss_first {losses[0]:.4f} '
-          f'ln_V {math.log(c.V):.4f} attention {m.attn_kind} peak_rss_mb {rss:.1f}', flush=True)
+          f'ln_V {math.log(c.V):.4f} attention {m.attn_kind} device {dev.type} compile {int(args.compile)} '
+          f'peak_rss_mb {rss:.1f}', flush=True)
     if args.op_profile:
         from torch.profiler import profile, ProfilerActivity
         with profile(activities=[ProfilerActivity.CPU]) as prof:

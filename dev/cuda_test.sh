@@ -10,14 +10,24 @@
 # Without a GPU (or without CUDA in the build) it prints one line "SKIP: ..." and exits 0.
 # Exit status: 0 when every required stage passed. Logs: build/cuda_test/*.log.
 # Environment: JOBS (make -j, default: all cores), SANITIZER (compute-sanitizer's path),
-# PY (default /usr/bin/python3), GPU_STEPS (default 20), CPU_STEPS (default 5).
+# PY (default: the first of python3, /usr/bin/python3 that imports torch), GPU_STEPS (default 20),
+# CPU_STEPS (default 5), CUDA_TEST_OUT (the log folder, default build/cuda_test), SAN_MODE (full,
+# the default: memcheck + racecheck on two runs and on the tests, synccheck and initcheck as
+# information; short: memcheck and racecheck on one short token-choice run only, as
+# dev/gpu_check.sh uses to fit its time).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 JOBS=${JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}
-PY=${PY:-/usr/bin/python3}
+if [ -z "${PY:-}" ]; then
+  PY=/usr/bin/python3
+  for p in python3 /usr/bin/python3; do
+    if "$p" -c 'import torch' 2>/dev/null; then PY=$p; break; fi
+  done
+fi
+SAN_MODE=${SAN_MODE:-full}
 GPU_STEPS=${GPU_STEPS:-20}
 CPU_STEPS=${CPU_STEPS:-5}
-OUT=build/cuda_test
+OUT=${CUDA_TEST_OUT:-build/cuda_test}
 mkdir -p "$OUT"
 
 # ---- is there a GPU to test on? ----------------------------------------------------------------
@@ -77,15 +87,20 @@ if [ -z "$SANITIZER" ]; then
 else
   export OMP_NUM_THREADS=1  # the CPU side of the tests is tiny; see tests/check_cuda.sh
   SAN="$SANITIZER --error-exitcode 1 --print-limit 20"
-  for tool in memcheck racecheck; do
-    stage "$tool-train-token-choice" 1 $SAN --tool $tool build/train --backend cuda $RUN_TC
-    stage "$tool-train-expert-choice" 1 $SAN --tool $tool build/train --backend cuda $RUN_EC
-  done
-  stage memcheck-tests 1 $SAN --tool memcheck build/cuda_tests
-  # racecheck instruments every shared-memory access: the op tests and one model step are enough
-  stage racecheck-tests 1 $SAN --tool racecheck build/cuda_tests -tce="*10-step*,*checkpoints*"
-  stage synccheck-tests 0 $SAN --tool synccheck build/cuda_tests -tce="*10-step*,*checkpoints*"
-  stage initcheck-train 0 $SAN --tool initcheck build/train --backend cuda $RUN_TC
+  if [ "$SAN_MODE" = short ]; then
+    stage memcheck-train-token-choice 1 $SAN --tool memcheck build/train --backend cuda $RUN_TC
+    stage racecheck-train-token-choice 1 $SAN --tool racecheck build/train --backend cuda $RUN_TC
+  else
+    for tool in memcheck racecheck; do
+      stage "$tool-train-token-choice" 1 $SAN --tool $tool build/train --backend cuda $RUN_TC
+      stage "$tool-train-expert-choice" 1 $SAN --tool $tool build/train --backend cuda $RUN_EC
+    done
+    stage memcheck-tests 1 $SAN --tool memcheck build/cuda_tests
+    # racecheck instruments every shared-memory access: the op tests and one model step are enough
+    stage racecheck-tests 1 $SAN --tool racecheck build/cuda_tests -tce="*10-step*,*checkpoints*"
+    stage synccheck-tests 0 $SAN --tool synccheck build/cuda_tests -tce="*10-step*,*checkpoints*"
+    stage initcheck-train 0 $SAN --tool initcheck build/train --backend cuda $RUN_TC
+  fi
   unset OMP_NUM_THREADS
 fi
 

@@ -238,7 +238,7 @@ expect_error "index out of range"     "maxvio_layers\[7\] is out of range"    li
 expect_error "unknown chart"          "unknown chart 'pie'"                     pie --out "$TMP/x.svg" "$TMP/lf1.jsonl"
 expect_error "unknown option"         "unknown option --colour"                lines --y loss --colour red --out "$TMP/x.svg" "$TMP/lf1.jsonl"
 expect_error "option of another chart" "--smooth does not apply to 'plot heatmap'" heatmap --smooth 3 --out "$TMP/x.svg" "$TMP/lf1.jsonl"
-expect_error "bad number"             "--smooth '0': expected a number"        lines --y loss --smooth 0 --out "$TMP/x.svg" "$TMP/lf1.jsonl"
+expect_error "bad number"             "--smooth '0': .*expected an integer in \[1, "  lines --y loss --smooth 0 --out "$TMP/x.svg" "$TMP/lf1.jsonl"
 expect_error "missing --out"          "needs --out"                             lines --y loss "$TMP/lf1.jsonl"
 expect_error "no log files"           "no log files given"                      lines --y loss --out "$TMP/x.svg"
 expect_error "heatmap without eval"   "noeval\.jsonl: no eval record"           heatmap --out "$TMP/x.svg" "$TMP/noeval.jsonl"

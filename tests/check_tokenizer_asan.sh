@@ -112,6 +112,11 @@ mutate re_han "t['pre_tokenizer']['pretokenizers'][0]['pattern']={'Regex':'\\\\p
 expect 1 "Han" $TOK info --tokenizer "$T/re_han.json"
 mutate re_fold "t['pre_tokenizer']['pretokenizers'][0]['pattern']={'Regex':'(?i:ss)'}"
 expect 1 "multi-character case folding" $TOK info --tokenizer "$T/re_fold.json"
+mutate re_byte "t['pre_tokenizer']['pretokenizers'][0]['pattern']={'Regex':'\\\\xE9'}"
+expect 1 "too short multibyte code string" $TOK info --tokenizer "$T/re_byte.json"
+# A pattern that backtracks exponentially: the budget stops it with a message (HF aborts).
+mutate re_budget "t['pre_tokenizer']['pretokenizers'][0]['pattern']={'Regex':'(?:a|aa)+b'}"
+python3 -c "print('a'*3000)" >"$T/stdin"; expect 1 "backtracking limit exceeded" $TOK encode --tokenizer "$T/re_budget.json"
 mutate nobytelevel "t['pre_tokenizer']={'type':'Split','pattern':{'Regex':'\\\\s+'},'behavior':'Isolated','invert':False}"
 expect 1 "no ByteLevel step" $TOK info --tokenizer "$T/nobytelevel.json"
 mutate behavior "t['pre_tokenizer']['pretokenizers'][0]['behavior']='Sideways'"
@@ -191,7 +196,7 @@ expect 1 "has no token <|nope|>" $SHARDS --tokenizer "$T/tok.json" --out-dir "$T
 
 # --- bpe_train ------------------------------------------------------------------------------------
 expect 1 "smaller than the special tokens plus the alphabet" $TRAIN --vocab-size 100 --out "$T/x.json" data/fixtures/bible.txt
-expect 1 "expects a non-negative integer" $TRAIN --vocab-size abc --out "$T/x.json" data/fixtures/bible.txt
+expect 1 "--vocab-size 'abc': expected an integer in" $TRAIN --vocab-size abc --out "$T/x.json" data/fixtures/bible.txt
 expect 1 "cannot open" $TRAIN --vocab-size 600 --out "$T/x.json" "$T/missing.txt"
 expect 1 "cannot create" $TRAIN --quiet --vocab-size 300 --out "$T/no/such/dir/x.json" data/fixtures/bible.txt
 expect 1 "has 600 tokens, expected 4096" $TRAIN --verify "$T/tok.json" --vocab-size 4096

@@ -15,7 +15,6 @@
 #include <algorithm>  // min
 #include <chrono>     // steady_clock
 #include <cstdio>     // printf, fprintf
-#include <cstdlib>    // atoi
 #include <stdexcept>  // runtime_error
 #include <string>
 #include <vector>
@@ -23,6 +22,7 @@
 #include "ref/io/file.h"         // read_file
 #include "ref/text/corpus.h"     // split_documents, TrailingText
 #include "ref/text/tokenizer.h"  // Tokenizer
+#include "tools/cli.h"            // parse_uint: strict numbers
 
 namespace {
 
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
       };
       if (a == "--tokenizer") tok_path = value();
       else if (a == "--in") in = value();
-      else if (a == "--repeat") repeat = std::max(1, atoi(value().c_str()));
+      else if (a == "--repeat") repeat = (int)cli::parse_uint(a, value(), 1, 1000000);
       else throw std::runtime_error("unknown option " + a +
                                     " (usage: bench_tokenizer --tokenizer T.json --in TEXT [--repeat 3])");
     }

@@ -7,15 +7,18 @@
 #include <algorithm>  // max
 #include <chrono>     // steady_clock
 #include <cstdio>     // printf, fprintf
-#include <cstdlib>    // strtoull
 #include <stdexcept>  // runtime_error
 #include <string>
 #include <vector>
 
 #include "ref/text/bpe_train.h"  // count_words_in_files, train_bpe, write_tokenizer_json
 #include "ref/text/tokenizer.h"  // Tokenizer (for --verify)
+#include "tools/cli.h"            // parse_uint: strict numbers
 
 namespace {
+
+// The largest --vocab-size: the trainer's vocabulary V is an int (train --vocab), ids are uint32.
+constexpr uint64_t kMaxVocab = 2147483647;
 
 void usage() {
   fprintf(stderr,
@@ -31,14 +34,6 @@ void usage() {
           "  --quiet              no progress lines\n"
           "       bpe_train --verify tokenizer.json --vocab-size N [--special TOKEN]\n"
           "  checks that the file loads, has N tokens and the special tokens, and round-trips text\n");
-}
-
-uint64_t parse_uint(const std::string& flag, const char* s) {
-  char* end = nullptr;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (!*s || *end || s[0] == '-')
-    throw std::runtime_error(flag + " expects a non-negative integer, got '" + s + "'");
-  return v;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -76,13 +71,13 @@ int main(int argc, char** argv) {
         if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
         return argv[++i];
       };
-      if (a == "--vocab-size") { opt.vocab_size = (uint32_t)parse_uint(a, value()); have_vocab = true; }
+      if (a == "--vocab-size") { opt.vocab_size = (uint32_t)cli::parse_uint(a, value(), 1, kMaxVocab); have_vocab = true; }
       else if (a == "--out") out = value();
       else if (a == "--special") specials.push_back(value());
       else if (a == "--no-special") no_special = true;
-      else if (a == "--min-frequency") opt.min_frequency = parse_uint(a, value());
+      else if (a == "--min-frequency") opt.min_frequency = cli::parse_uint(a, value(), 0, UINT64_MAX);
       else if (a == "--seen-alphabet") opt.full_byte_alphabet = false;
-      else if (a == "--threads") threads = (int)parse_uint(a, value());
+      else if (a == "--threads") threads = (int)cli::parse_uint(a, value(), 0, 4096);
       else if (a == "--quiet") opt.verbose = false;
       else if (a == "--verify") verify_path = value();
       else if (a == "-h" || a == "--help") { usage(); return 0; }

@@ -12,7 +12,6 @@
 #include <algorithm>  // max
 #include <chrono>     // steady_clock
 #include <cstdio>     // printf, fprintf, fopen
-#include <cstdlib>    // strtoull
 #include <stdexcept>  // runtime_error
 #include <string>
 #include <vector>
@@ -21,6 +20,7 @@
 #include "ref/io/shard.h"        // write_shard, read_shard
 #include "ref/text/corpus.h"     // split_documents, TrailingText
 #include "ref/text/tokenizer.h"  // Tokenizer
+#include "tools/cli.h"            // parse_uint: strict numbers
 
 namespace {
 
@@ -78,12 +78,25 @@ int build(const Args& a) {
     // a part must be complete: text after its last separator line is a cut file, not a document
     std::vector<std::string> docs = ref::split_documents(text, path, ref::TrailingText::refuse);
     std::vector<std::vector<uint32_t>> enc(docs.size());
-    // Documents are independent; the tokenizer is immutable and thread-safe.
+    // Documents are independent; the tokenizer is immutable and thread-safe. An exception must
+    // not leave the OpenMP region (that is std::terminate): the earliest one is kept and rethrown
+    // with the document's number (e.g. a regex over its backtracking budget).
+    std::string first_error;
+    long first_error_doc = -1;
     #pragma omp parallel for schedule(dynamic, 4)
     for (long i = 0; i < (long)docs.size(); i++) {
-      enc[i].push_back(eot);
-      tok.encode_append(docs[i], enc[i]);
+      try {
+        enc[i].push_back(eot);
+        tok.encode_append(docs[i], enc[i]);
+      } catch (const std::exception& e) {
+        #pragma omp critical(make_shards_error)
+        if (first_error_doc < 0 || i < first_error_doc) {  // the earliest document, whatever the thread order
+          first_error_doc = i;
+          first_error = path + ": document " + std::to_string(i + 1) + ": " + e.what();
+        }
+      }
     }
+    if (!first_error.empty()) throw std::runtime_error(first_error);
     PartStats s;
     s.name = path.substr(path.find_last_of('/') + 1);
     s.bytes = text.size();
@@ -140,10 +153,7 @@ int main(int argc, char** argv) {
       else if (s == "--out-dir") a.out_dir = value();
       else if (s == "--eot") a.eot = value();
       else if (s == "--val-every") {
-        std::string v = value();
-        char* end = nullptr;
-        a.val_every = strtoull(v.c_str(), &end, 10);
-        if (v.empty() || *end || a.val_every < 2) throw std::runtime_error("--val-every expects an integer >= 2, got '" + v + "'");
+        a.val_every = cli::parse_uint(s, value(), 2, UINT64_MAX);
       }
       else if (s == "--check") a.check = true;
       else if (s == "-h" || s == "--help") { usage(); return 0; }

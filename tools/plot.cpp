@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "ref/io/json.h"
+#include "tools/cli.h"  // parse_uint, parse_number: strict numbers
 
 namespace {
 
@@ -691,14 +692,13 @@ struct Options {
     if (!has(k)) throw std::runtime_error("plot " + cmd + " needs --" + k + " (see plot --help)");
     return get(k);
   }
+  // Strict numbers (tools/cli.h): the whole text, in range, or an error naming the flag.
   double number(const std::string& k, double dflt, double lo, double hi) const {
-    if (!has(k)) return dflt;
-    const std::string s = get(k);
-    char* end = nullptr;
-    const double v = std::strtod(s.c_str(), &end);
-    if (s.empty() || *end != '\0' || !(v >= lo && v <= hi))
-      throw std::runtime_error("--" + k + " '" + s + "': expected a number in [" + fmt_num(lo) + ", " + fmt_num(hi) + "]");
-    return v;
+    return has(k) ? cli::parse_number("--" + k, get(k), lo, hi) : dflt;
+  }
+  // Counts (pixels, steps, window sizes) are integers: "--width 300.5" is refused, not cut to 300.
+  uint64_t integer(const std::string& k, uint64_t dflt, uint64_t lo, uint64_t hi) const {
+    return has(k) ? cli::parse_uint("--" + k, get(k), lo, hi) : dflt;
   }
 };
 
@@ -765,7 +765,7 @@ std::vector<Run> load_runs(const Options& o) {
   return runs;
 }
 
-int canvas(const Options& o, const char* k, int dflt) { return (int)o.number(k, dflt, 200, 10000); }
+int canvas(const Options& o, const char* k, int dflt) { return (int)o.integer(k, dflt, 200, 10000); }
 
 // ---------------------------------------------------------------- lines
 
@@ -832,7 +832,7 @@ int cmd_lines(const Options& o) {
   const std::string source = o.get("source", "step");
   if (source != "step" && source != "eval") throw std::runtime_error("--source '" + source + "': expected step or eval");
   const bool eval = source == "eval", logy = o.has("logy");
-  const size_t smooth = (size_t)o.number("smooth", 1, 1, 1e7);
+  const size_t smooth = (size_t)o.integer("smooth", 1, 1, 10000000);
   const bool raw = smooth > 1 && !o.has("no-raw");
   const std::string out = o.need("out");
   const std::vector<Run> runs = load_runs(o);
@@ -1077,7 +1077,7 @@ int cmd_heatmap(const Options& o) {
                              "--eval-every N steps)");
   const Record* rec = &run.evals.back();
   if (o.has("step")) {
-    const int64_t want = (int64_t)o.number("step", 0, 0, 1e15);
+    const int64_t want = (int64_t)o.integer("step", 0, 0, 1000000000000000);
     rec = nullptr;
     std::string have;
     for (const Record& r : run.evals) {

@@ -229,7 +229,8 @@ void SafeTensorsWriter::write(const std::string& path) const {
   }
   const uint64_t n = header.size();
   bool ok = std::fwrite(&n, 8, 1, f) == 1 && std::fwrite(header.data(), 1, n, f) == n;
-  for (const Item& it : tensors_) ok = ok && std::fwrite(it.data(), 1, it.size(), f) == it.size();
+  for (const Item& it : tensors_)  // an empty tensor's data() may be null: fwrite(nullptr) is UB
+    ok = ok && (it.size() == 0 || std::fwrite(it.data(), 1, it.size(), f) == it.size());
   ok = ok && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
   const int err = errno;
   ok = (std::fclose(f) == 0) && ok;

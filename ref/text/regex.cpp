@@ -209,7 +209,10 @@ namespace {
 // Parser: pattern code points -> AST
 // ---------------------------------------------------------------------------------------------
 struct Node {
-  enum Kind { Empty, Char, Class, Any, Bol, Eol, Concat, Alt, Repeat, Look, Atomic } kind = Empty;
+  // Group: a capturing group or an option group (?i:...) (?-i:...), transparent when matching
+  // but kept because Oniguruma lets a quantifier repeat such a group even around a look-ahead
+  // (see invalid_repeat_target); (?:...) leaves no node of its own, as in Oniguruma.
+  enum Kind { Empty, Char, Class, Any, Bol, Eol, Concat, Alt, Repeat, Look, Atomic, Group } kind = Empty;
   uint32_t cp = 0;      // Char
   bool icase = false;   // Char
   int cls = -1;         // Class: index into the class list
@@ -219,7 +222,10 @@ struct Node {
   std::vector<Node> kids;
 };
 
-constexpr int kMaxRepeat = 1000;  // {m,n} bounds beyond this are refused (programs are unrolled)
+constexpr int kMaxRepeat = 1000;
+// A "character" no text contains (text code points are at most 0x10FFFF, invalid bytes
+// 0xDC80..0xDCFF): what byte escapes that spell no valid UTF-8 character match.
+constexpr uint32_t kNever = 0xFFFFFFFF;  // {m,n} bounds beyond this are refused (programs are unrolled)
 
 class Parser {
  public:
@@ -324,17 +330,22 @@ class Parser {
     if (!run.empty()) check_literal_run(run);
   }
 
+  // A [...] class under (?i) that contains (up to simple folding) a character with a
+  // multi-character folding: Oniguruma also lets it match the folded sequence ((?i:[\p{Ll}])
+  // matches "ʼn" as one match through U+0149, (?i:[\p{Lu}]x) matches "ssx" through U+1E9E).
+  // Negated classes never match such sequences there (HF: (?i:[^ß]x) on "ssx" is "sx"), so
+  // they are safe.
   void check_class_multi_fold(const Regex::CharClass& cls) const {
-    for (const auto& r : cls.ranges)
-      for (size_t m = 0; m < unicode::kMultiFoldSize; m++) {
-        const unicode::MultiFold& mf = unicode::kMultiFold[m];
-        uint32_t f = unicode::simple_fold(mf.from);
-        bool listed = (mf.from >= r.first && mf.from <= r.second) || (f >= r.first && f <= r.second);
-        for (uint32_t other : fold_orbit(f)) listed = listed || (other >= r.first && other <= r.second);
-        if (listed)
-          unsupported("case-insensitive class containing '" + show({mf.from}) + "'", "Oniguruma would also match '" +
-                      show(std::vector<uint32_t>(mf.to, mf.to + mf.n)) + "' by multi-character case folding");
-      }
+    if (cls.negated) return;
+    for (size_t m = 0; m < unicode::kMultiFoldSize; m++) {
+      const unicode::MultiFold& mf = unicode::kMultiFold[m];
+      uint32_t f = unicode::simple_fold(mf.from);
+      bool listed = cls.matches_raw(mf.from) || cls.matches_raw(f);
+      for (uint32_t other : fold_orbit(f)) listed = listed || cls.matches_raw(other);
+      if (listed)
+        unsupported("case-insensitive class containing '" + show({mf.from}) + "'", "Oniguruma would also match '" +
+                    show(std::vector<uint32_t>(mf.to, mf.to + mf.n)) + "' by multi-character case folding");
+    }
   }
 
   // Reads "{m}", "{m,}", "{m,n}" or "{,n}" at i_; returns false (consuming nothing) if the text
@@ -376,6 +387,7 @@ class Parser {
 
   Node parse_repeat(bool icase) {
     Node atom = parse_atom(icase);
+    const size_t quantifier_at = i_;
     int lo, hi;
     bool interval = false;
     uint32_t c = peek();
@@ -385,8 +397,11 @@ class Parser {
     else if (c == '{' && parse_interval(&lo, &hi)) { interval = true; }
     else return atom;
 
-    if (atom.kind == Node::Bol || atom.kind == Node::Eol || atom.kind == Node::Look)
-      fail("quantifier after an anchor or look-ahead");
+    if (invalid_repeat_target(atom)) {
+      i_ = quantifier_at;
+      fail("target of repeat operator is invalid (Oniguruma refuses a quantifier on an anchor ^ $ or a look-ahead, "
+           "or on an alternation with one such alternative)");
+    }
     bool greedy = true, possessive = false;
     if (peek() == '?') {
       if (interval && lo == hi) unsupported("'{n}?'", "its meaning differs between Oniguruma syntaxes; write {n}");
@@ -398,8 +413,9 @@ class Parser {
       i_++;
     }
     if (peek() == '*' || peek() == '+' || peek() == '?' || (peek() == '{' && is_interval_here()))
-      unsupported("nested quantifier", "wrap the inner repeat in (?:...)");
-    if (hi < 0 && nullable(atom)) unsupported("unbounded repeat of a sub-pattern that can match empty");
+      unsupported("stacked quantifiers (as in 'a**' or 'a{2}{3}')", "write one quantifier, or repeat a group: (?:a{2}){3}");
+    if (hi < 0 && nullable(atom))
+      unsupported("unbounded repeat of a sub-pattern that can match empty", "make the repeated part match at least one character");
 
     Node rep;
     rep.kind = Node::Repeat;
@@ -422,6 +438,20 @@ class Parser {
     return ok;
   }
 
+  // Oniguruma's rule (HF refuses these patterns with "target of repeat operator is invalid"):
+  // an anchor or look-ahead cannot be repeated, nor an alternation with one such alternative;
+  // a sequence or a group around one can ("(?:^a)*", "((?=a))+", "(?i:(?=a))+" are accepted).
+  static bool invalid_repeat_target(const Node& n) {
+    switch (n.kind) {
+      case Node::Concat: return n.kids.size() == 1 && invalid_repeat_target(n.kids[0]);  // one item: the item itself
+      case Node::Bol: case Node::Eol: case Node::Look: return true;
+      case Node::Alt:
+        for (const Node& k : n.kids) if (invalid_repeat_target(k)) return true;
+        return false;
+      default: return false;
+    }
+  }
+
   static bool nullable(const Node& n) {
     switch (n.kind) {
       case Node::Empty: case Node::Bol: case Node::Eol: case Node::Look: return true;
@@ -433,7 +463,7 @@ class Parser {
         for (const Node& k : n.kids) if (nullable(k)) return true;
         return false;
       case Node::Repeat: return n.min == 0 || nullable(n.kids[0]);
-      case Node::Atomic: return nullable(n.kids[0]);
+      case Node::Atomic: case Node::Group: return nullable(n.kids[0]);
     }
     return true;
   }
@@ -470,7 +500,10 @@ class Parser {
       case '\\': {
         Regex::CharClass set;
         uint32_t cp;
-        if (parse_escape(false, &set, &cp)) return class_node(std::move(set), icase);
+        // A bare \p{..} \P{..} \w \W \d \D \s \S ignores (?i): Oniguruma folds case only for
+        // literals and [...] classes (HF: (?i:\p{Lu}) matches "A" but not "a", while
+        // (?i:[\p{Lu}]) matches both).
+        if (parse_escape(false, &set, &cp)) return class_node(std::move(set), false);
         return char_node(cp, icase);
       }
       default: return char_node(c, icase);
@@ -497,12 +530,14 @@ class Parser {
       } else if (c == '<' && (peek(1) == '=' || peek(1) == '!')) {
         unsupported("look-behind '(?<=' / '(?<!'");
       } else if (c == 'i' || c == '-') {
-        inner = parse_flag_group(icase);
+        inner.kind = Node::Group;
+        inner.kids.push_back(parse_flag_group(icase));
       } else {
         unsupported(std::string("group '(?") + (char)(c < 128 ? c : '?') + "'", "only (?: (?i: (?-i: (?= (?! (?> are supported");
       }
     } else {
-      inner = parse_alt(icase);  // capturing group: captures are not used, so it is just a group
+      inner.kind = Node::Group;  // capturing group: captures are not used, so it is just a group
+      inner.kids.push_back(parse_alt(icase));
     }
     if (peek() != ')') { i_ = open; fail("unterminated group '('"); }
     i_++;
@@ -542,6 +577,40 @@ class Parser {
     return v;
   }
 
+  // \xHH is a byte, as in Oniguruma with UTF-8 (HF): up to \x7F it is that ASCII character;
+  // above, it must start a UTF-8 sequence whose other bytes follow as \xHH escapes
+  // ("\xC3\xA9" is U+00E9). Oniguruma's sequence lengths by first byte: C0..DF 2, E0..EF 3,
+  // F0..F4 4, F5..FF 1. HF refuses a continuation byte where a character starts (\x80,
+  // \xC3\xA9\xA9, \xF5\x80) or a bad continuation (\xC3\x41) ("invalid code point value") and
+  // a sequence cut short (\xE9 alone, [\xC3], "too short multibyte code string"). Sequences HF
+  // accepts but that no valid UTF-8 text contains (overlong forms, surrogates, values above
+  // U+10FFFF, \xF5..\xFF alone) become kNever. Called after "\x"; returns the code point.
+  uint32_t parse_byte_escapes() {
+    const size_t start = i_ - 2;
+    uint32_t b = parse_hex(1, 2);
+    if (b < 0x80) return b;
+    auto refuse = [&](const char* what) {
+      i_ = start;
+      fail(std::string("\\xHH escapes are UTF-8 bytes (as in Oniguruma): ") + what +
+           "; write \\x{E9} (braces) for a code point");
+    };
+    size_t len = b < 0xC0 ? 0 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : b < 0xF5 ? 4 : 1;
+    if (len == 0) refuse("a continuation byte cannot start a character (invalid code point value)");
+    if (len == 1) return kNever;  // \xF5..\xFF: one byte of their own, never in valid UTF-8
+    uint32_t v = b & (0x7F >> len);
+    for (size_t k = 1; k < len; k++) {
+      if (!(peek() == '\\' && peek(1) == 'x' && hex_value(peek(2)) >= 0))
+        refuse("the sequence ends before its last byte (too short multibyte code string)");
+      i_ += 2;
+      uint32_t c = parse_hex(1, 2);
+      if ((c & 0xC0) != 0x80) refuse("a byte after the first is not a continuation byte \\x80..\\xBF (invalid code point value)");
+      v = (v << 6) | (c & 0x3F);
+    }
+    static const uint32_t kMinOfLen[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < kMinOfLen[len] || (v >= 0xD800 && v <= 0xDFFF) || v > 0x10FFFF) return kNever;
+    return v;
+  }
+
   // Parses the escape after '\\'. Returns true and fills *set for class escapes (\s, \p{L}, ...),
   // false and fills *cp for single characters.
   bool parse_escape(bool in_class, Regex::CharClass* set, uint32_t* cp) {
@@ -569,10 +638,10 @@ class Parser {
           *cp = parse_hex(1, 8);
           if (peek() != '}') fail("expected '}' after \\x{...");
           i_++;
+          if (*cp > 0x10FFFF) fail("code point above U+10FFFF");
         } else {
-          *cp = parse_hex(1, 2);
+          *cp = parse_byte_escapes();
         }
-        if (*cp > 0x10FFFF) fail("code point above U+10FFFF");
         return false;
       case 'u': *cp = parse_hex(4, 4); return false;
       case 'b':
@@ -655,6 +724,7 @@ class Parser {
         uint32_t hi;
         Regex::CharClass dummy;
         if (parse_class_atom(&dummy, &hi)) fail("class escape used as a range end");
+        if (lo == kNever || hi == kNever) fail("class range with an end that is not a valid UTF-8 character");
         if (hi < lo) fail("class range out of order");
         cls.ranges.emplace_back(lo, hi);
       } else {
@@ -717,6 +787,7 @@ class Compiler {
       case Node::Repeat: emit_repeat(n); break;
       case Node::Look: pending_.emplace_back(emit(Regex::kLook, 0, 0, n.negate), &n.kids[0]); break;
       case Node::Atomic: pending_.emplace_back(emit(Regex::kAtomic), &n.kids[0]); break;
+      case Node::Group: emit_node(n.kids[0]); break;
     }
   }
 
@@ -798,10 +869,11 @@ Regex::Regex(const std::string& pattern) : pattern_(pattern) {
 // match end in *end. `stack` holds (pc, sp) backtrack entries; entries above its size at entry
 // are ours and are removed before returning, so nested runs (look-aheads) can share it.
 bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uint32_t* end,
-                std::vector<std::pair<uint32_t, uint32_t>>& stack) const {
+                std::vector<std::pair<uint32_t, uint32_t>>& stack, Budget& budget) const {
   const size_t base = stack.size();
   const uint32_t n = (uint32_t)text.size();
   for (;;) {
+    if (budget.steps_left-- == 0) over_budget(text, budget, true);
     const Inst& in = prog_[pc];
     bool ok = true;
     switch (in.op) {
@@ -811,17 +883,19 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
       case kAny: ok = sp < n && text[sp] != '\n'; if (ok) { sp++; pc++; } break;
       case kSplit: stack.emplace_back(in.b, sp); pc = in.a; break;
       case kJmp: pc = in.a; break;
-      case kBol: ok = sp == 0 || text[sp - 1] == '\n'; pc++; break;
+      // ^ after a '\n' but not at the very end of the text: Oniguruma's rule (HF: /\n^/ does
+      // not match the final newline of "a\n").
+      case kBol: ok = sp == 0 || (text[sp - 1] == '\n' && sp < n); pc++; break;
       case kEol: ok = sp == n || text[sp] == '\n'; pc++; break;
       case kLook: {
         uint32_t e;
-        ok = run(in.a, text, sp, &e, stack) != in.flag;
+        ok = run(in.a, text, sp, &e, stack, budget) != in.flag;
         pc++;
         break;
       }
       case kAtomic: {
         uint32_t e;
-        ok = run(in.a, text, sp, &e, stack);
+        ok = run(in.a, text, sp, &e, stack, budget);
         if (ok) { sp = e; pc++; }
         break;
       }
@@ -832,6 +906,7 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
     }
     if (!ok) {
       if (stack.size() == base) return false;
+      if (++budget.retries > kRetryLimitInMatch) over_budget(text, budget, false);
       pc = stack.back().first;
       sp = stack.back().second;
       stack.pop_back();
@@ -839,15 +914,42 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
   }
 }
 
-bool Regex::match_at(const std::vector<uint32_t>& text, uint32_t pos, uint32_t* end) const {
-  std::vector<std::pair<uint32_t, uint32_t>> stack;
-  return run(0, text, pos, end, stack);
+Regex::Budget Regex::search_budget(size_t text_size) {
+  Budget b;
+  b.steps_left = kSearchStepBase + kSearchStepsPerCodePoint * (uint64_t)text_size;
+  return b;
 }
 
-void Regex::find_all(const std::vector<uint32_t>& text, std::vector<std::pair<uint32_t, uint32_t>>& out) const {
+void Regex::over_budget(const std::vector<uint32_t>& text, const Budget& budget, bool steps) const {
+  // A short excerpt of the text where the attempt started, to find it in the input.
+  std::string near;
+  for (size_t k = budget.start; k < text.size() && k < budget.start + 24; k++) append_utf8(near, text[k]);
+  std::string escaped;
+  for (char c : near) escaped += (c == '\n') ? std::string("\\n") : std::string(1, c);
+  std::string what = steps ? "regex search step budget exceeded (" + std::to_string(kSearchStepBase) + " + " +
+                                 std::to_string(kSearchStepsPerCodePoint) + " per code point of the text)"
+                           : "backtracking limit exceeded (over " + std::to_string(kRetryLimitInMatch) +
+                                 " backtracks in one match attempt, Oniguruma's retry-limit-in-match: HF tokenizers "
+                                 "aborts on this input too)";
+  throw std::runtime_error("regex /" + pattern_ + "/: " + what + " in the match attempt at code point " +
+                           std::to_string(budget.start) + " of a text of " + std::to_string(text.size()) +
+                           " code points, starting \"" + escaped + "\"; the pattern backtracks exponentially or "
+                           "quadratically on this text (overlapping repeats such as (a|aa)+ or (a+)+): rewrite it");
+}
+
+bool Regex::match_at(const std::vector<uint32_t>& text, uint32_t pos, uint32_t* end) const {
+  std::vector<std::pair<uint32_t, uint32_t>> stack;
+  Budget budget = search_budget(text.size());
+  budget.start = pos;
+  return run(0, text, pos, end, stack, budget);
+}
+
+uint64_t Regex::find_all(const std::vector<uint32_t>& text, std::vector<std::pair<uint32_t, uint32_t>>& out) const {
   out.clear();
   std::vector<std::pair<uint32_t, uint32_t>> stack;
   const uint32_t n = (uint32_t)text.size();
+  Budget budget = search_budget(n);
+  const uint64_t steps_given = budget.steps_left;
   uint32_t search_from = 0;
   bool have_last = false;
   uint32_t last_match_end = 0;
@@ -855,8 +957,11 @@ void Regex::find_all(const std::vector<uint32_t>& text, std::vector<std::pair<ui
     // Leftmost match at or after search_from.
     uint32_t s = search_from, e = 0;
     bool found = false;
-    for (; s <= n; s++)
-      if (run(0, text, s, &e, stack)) { found = true; break; }
+    for (; s <= n; s++) {
+      budget.start = s;
+      budget.retries = 0;  // the retry limit is per match attempt, as in Oniguruma
+      if (run(0, text, s, &e, stack, budget)) { found = true; break; }
+    }
     if (!found) break;
     if (e == s && have_last && last_match_end == e) {
       search_from++;  // an empty match right after the previous match: step one code point
@@ -867,6 +972,7 @@ void Regex::find_all(const std::vector<uint32_t>& text, std::vector<std::pair<ui
     have_last = true;
     last_match_end = e;
   }
+  return steps_given - budget.steps_left;
 }
 
 }  // namespace ref

@@ -43,12 +43,26 @@ class Regex {
   // unsupported constructs.
   explicit Regex(const std::string& pattern);
 
+  // Backtracking budget (see docs/TOKENIZER.md, "The regex subset"). A pattern such as (a|aa)+b
+  // backtracks exponentially, so a search that runs past either limit throws
+  // std::runtime_error naming the pattern and the text offset instead of running for hours:
+  //   * kRetryLimitInMatch backtracks in one match attempt (one start position, look-aheads
+  //     included): Oniguruma's default retry-limit-in-match, which HF uses (HF aborts there);
+  //   * kSearchStepBase + kSearchStepsPerCodePoint * text.size() VM steps in one find_all, so
+  //     that the time of a search is linear in the text whatever the pattern (Oniguruma has no
+  //     such limit by default; real tokenizer patterns take a few dozen steps per code point).
+  static constexpr uint64_t kRetryLimitInMatch = 10000000;
+  static constexpr uint64_t kSearchStepBase = 100000000;
+  static constexpr uint64_t kSearchStepsPerCodePoint = 1000;
+
   // All non-overlapping matches in text, as [start, end) code point index pairs, with the same
   // rules as Oniguruma's find_iter in the Rust onig crate (an empty match right after the
   // previous match is skipped by advancing one code point). Thread-safe (const, no shared state).
-  void find_all(const std::vector<uint32_t>& text, std::vector<std::pair<uint32_t, uint32_t>>& out) const;
+  // Returns the VM steps the search took (to compare with the budget above).
+  uint64_t find_all(const std::vector<uint32_t>& text, std::vector<std::pair<uint32_t, uint32_t>>& out) const;
 
-  // Whether the pattern matches starting exactly at pos; sets *end to the match end.
+  // Whether the pattern matches starting exactly at pos; sets *end to the match end. Same
+  // budget as find_all (the step budget counts text.size() code points).
   bool match_at(const std::vector<uint32_t>& text, uint32_t pos, uint32_t* end) const;
 
   const std::string& pattern() const { return pattern_; }
@@ -75,8 +89,15 @@ class Regex {
   };
 
  private:
+  struct Budget {
+    uint64_t retries = 0;     // backtracks in the current match attempt
+    uint64_t steps_left = 0;  // VM steps left for the whole search
+    uint32_t start = 0;       // start position of the current attempt (for the message)
+  };
   bool run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uint32_t* end,
-           std::vector<std::pair<uint32_t, uint32_t>>& stack) const;
+           std::vector<std::pair<uint32_t, uint32_t>>& stack, Budget& budget) const;
+  [[noreturn]] void over_budget(const std::vector<uint32_t>& text, const Budget& budget, bool steps) const;
+  static Budget search_budget(size_t text_size);
 
   std::string pattern_;
   std::vector<Inst> prog_;  // main program starts at 0; sub-programs follow, each ending in kMatch

@@ -349,6 +349,8 @@ async function main() {
     if (corpus.length && t.corpus) await checkBig(`${t.name} (corpus)`, t.file, corpus, args.corpusLimit, t.gpt3);
   }
   await checkRegexConformance();
+  // regex_cases.js: HF-measured cases of the regex engine (Oniguruma rules, refusals, budget) + a short fuzz.
+  require('./regex_cases.js').checkRegexCases({ tokenize: args.tokenize, tmp: args.tmp, fail, log: (m) => console.log(`${since()} ${m}`) });
   await checkCategorySweep();
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   if (failures) {
