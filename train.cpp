@@ -11,6 +11,7 @@
 #include <chrono>     // std::chrono::steady_clock
 #include <climits>    // INT_MIN, INT_MAX
 #include <cmath>      // std::exp
+#include <csignal>    // sigaction (SIGINT, SIGTERM: stop after the step, save)
 #include <cstdio>     // std::printf, std::fprintf
 #include <cstdlib>    // std::strtoll, std::strtod
 #include <cstring>    // std::strncmp
@@ -24,6 +25,7 @@
 #include <sstream>    // std::ostringstream
 #include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
+#include <fcntl.h>    // open, O_EXCL
 #include <sys/stat.h> // stat
 #include <time.h>     // clock_gettime (--profile: CPU time)
 #include <unistd.h>   // isatty
@@ -31,6 +33,7 @@
 
 #include "ref/config.h"          // Config, presets, validate
 #include "ref/data.h"            // load_tokens, Loader
+#include "ref/footprint.h"       // estimate_footprint, mem_available_bytes
 #include "ref/io/json.h"         // json::quote
 #include "ref/metrics.h"         // maxvio_per_layer, bias_stats
 #include "ref/model.h"           // Model
@@ -55,7 +58,7 @@ struct Options {
   int dump_steps = 1, eval_every = 0, eval_batches = 0, save_every = 0, print_every = 10, ep_dp = 0;
   int sample_tokens = 0, threads = 0, stop_after = 0, profile_warmup = 2;
   float temperature = 1.0f;
-  bool vocab_set = false, print_config = false, profile = false;
+  bool vocab_set = false, print_config = false, profile = false, ignore_memory_limit = false;
   std::set<std::string> given;  // the flags on the command line (a flag without effect is refused)
 };
 
@@ -66,7 +69,9 @@ static int parse_int(const std::string& v) {
   char* end = nullptr;
   errno = 0;
   const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0') throw std::invalid_argument("expected an integer");
+  // (strtoll alone would also take " 12" and "+12")
+  if (v.empty() || v.find_first_not_of("-0123456789") != std::string::npos || *end != '\0')
+    throw std::invalid_argument("expected an integer");
   if (errno == ERANGE || x < INT_MIN || x > INT_MAX) throw std::invalid_argument("integer out of range");
   return (int)x;
 }
@@ -84,6 +89,8 @@ static float parse_float(const std::string& v) {
   const double x = std::strtod(v.c_str(), &end);
   if (v.empty() || *end != '\0') throw std::invalid_argument("expected a number");
   if (!std::isfinite(x) || std::fabs(x) > FLT_MAX) throw std::invalid_argument("expected a finite number within float range");
+  // Decimal only: strtod alone would also take " 1e-3" and hex ("0x10" = 16).
+  if (v.find_first_not_of("+-0123456789.eE") != std::string::npos) throw std::invalid_argument("expected a decimal number");
   return (float)x;
 }
 
@@ -101,6 +108,9 @@ static void check_options(const Options& o) {
   need(o.temperature >= 0, "--temperature must be >= 0 (0 = greedy)");
   need(o.profile_warmup >= 0, "--profile-warmup must be >= 0");
   need(!o.profile || o.dump.empty(), "--profile times the training loop, which --dump does not run: drop one of them");
+  need(o.sample_tokens == 0 || !o.resume.empty(),
+       "--sample generates from a trained model: give it with --resume CHECKPOINT (without one the model is untrained)");
+  need(o.sample_tokens == 0 || o.dump.empty(), "--sample and --dump are separate runs: drop one of them");
   if (errs.empty()) return;
   std::string msg = "bad option value:";
   for (auto& e : errs) msg += "\n  - " + e;
@@ -217,6 +227,9 @@ static std::vector<Flag> make_flags(Options& o, std::vector<std::function<void(C
       {"profile-warmup", "N", "--profile: leading steps left out of the medians (default 2)",
        [&o, I](auto& v) { o.profile_warmup = I(v); }},
       {"temperature", "X", "sampling temperature (0 = greedy)", [&o, F](auto& v) { o.temperature = F(v); }},
+      {"ignore-memory-limit", nullptr,
+       "start even when the memory estimate (printed in the banner) exceeds MemAvailable of /proc/meminfo",
+       [&o](auto&) { o.ignore_memory_limit = true; }},
   };
 }
 
@@ -307,6 +320,9 @@ static void load_data(const Options& o, Config& c, TokenData& train, TokenData& 
   if (o.data.empty()) throw std::runtime_error("no --data given (a shard, a directory of shards, or a text file)");
   const bool dir = is_dir(o.data);
   train = load_tokens(dir ? o.data + "/train.bin" : o.data);
+  if (!o.val.empty() && is_dir(o.val))
+    throw std::runtime_error("--val " + o.val + ": is a directory; give a shard file (e.g. " + o.val +
+                             "/val.bin), or drop --val to use --data's val.bin");
   if (!o.val.empty()) val = load_tokens(o.val);
   else if (dir) val = load_tokens(o.data + "/val.bin");
   else split_tail(train, val, 0.05);
@@ -321,7 +337,14 @@ static void load_data(const Options& o, Config& c, TokenData& train, TokenData& 
 // too little validation data is an error; when only implied by --log, the run goes on without it.
 static bool check_val_size(const Options& o, const Config& c, const TokenData& val) {
   const uint64_t n = val.tokens.size(), windows = n > 1 ? (n - 1) / c.T : 0;
-  if (windows >= (uint64_t)c.B) return true;
+  if (windows >= (uint64_t)c.B) {
+    const uint64_t batches = windows / c.B;
+    if ((uint64_t)o.eval_batches > batches)
+      std::fprintf(stderr, "train: warning: --eval-batches %d: the validation data holds only %llu micro-batches of "
+                           "batch %d windows of seq %d tokens; every evaluation uses those %llu\n", o.eval_batches,
+                   (unsigned long long)batches, c.B, c.T, (unsigned long long)batches);
+    return true;
+  }
   const std::string why = "the validation data holds " + std::to_string(n) + " tokens, fewer than batch*(seq+1) = " +
                           std::to_string((uint64_t)c.B * (c.T + 1)) + " for one evaluation batch";
   if (o.eval_every > 0) throw std::runtime_error(why + "; pass a larger --val file, a smaller --batch, or drop --eval-every");
@@ -330,15 +353,18 @@ static bool check_val_size(const Options& o, const Config& c, const TokenData& v
   return false;
 }
 
-// A checkpoint path that cannot be written should stop the run now, not after hours of training.
-static void check_writable(const std::string& path) {
-  if (is_dir(path)) throw std::runtime_error("--save " + path + ": is a directory; give a file name");
-  const std::string tmp = path + ".tmp";  // the name save_checkpoint writes first (a stale one is overwritten anyway)
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f)
-    throw std::runtime_error("--save " + path + ": cannot create " + tmp + ": " + std::strerror(errno) +
+// An output path (--save, --dump) that cannot be written should stop the run now, not after hours of
+// training: it must be a regular file or not exist yet, in a directory where this process can create
+// its temp file (the name SafeTensorsWriter uses, PATH.tmp.<pid>).
+static void check_writable(const std::string& flag, const std::string& path) {
+  if (is_dir(path)) throw std::runtime_error(flag + " " + path + ": is a directory; give a file name");
+  check_regular_target(path, flag);
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0)
+    throw std::runtime_error(flag + " " + path + ": cannot create " + tmp + ": " + std::strerror(errno) +
                              " (create the directory first, or check its permissions)");
-  std::fclose(f);
+  close(fd);
   std::remove(tmp.c_str());
 }
 
@@ -490,11 +516,20 @@ static void run_sample(const Model& trained, const Options& o) {
   m->set_biases(trained.biases());
   std::unique_ptr<Tokenizer> tok;
   if (!o.tokenizer.empty()) tok = std::make_unique<Tokenizer>(Tokenizer::load(o.tokenizer));
+  if (tok && tok->vocab_size() > (uint32_t)c.V)
+    throw std::runtime_error("--tokenizer " + o.tokenizer + " has " + std::to_string(tok->vocab_size()) +
+                             " ids but the model's vocabulary has " + std::to_string(c.V) +
+                             ": it is not the tokenizer the model was trained with (give that one)");
   std::vector<int> ids;
   if (tok)
     for (uint32_t id : tok->encode(o.sample_prompt)) ids.push_back((int)id);
   else
     for (unsigned char ch : o.sample_prompt) ids.push_back(ch);
+  for (size_t i = 0; i < ids.size(); ++i)  // every id indexes the embedding table
+    if (ids[i] < 0 || ids[i] >= c.V)
+      throw std::runtime_error("--prompt: token " + std::to_string(i) + " has id " + std::to_string(ids[i]) +
+                               ", outside the model's vocabulary of " + std::to_string(c.V) +
+                               (tok ? "" : " (the prompt is read as raw bytes: give --tokenizer)"));
   if (ids.empty()) ids.push_back(0);
   Rng rng(c.seed + 7);
   std::vector<int> window(c.T), targets(c.T, 0);
@@ -586,6 +621,53 @@ static void print_profile(const std::vector<StepProfile>& all, int warmup, const
       med([](auto& p) { return (double)p.t.scopes; }), prof::peak_rss_mb());
 }
 
+// The memory estimate of this run (ref/footprint.h), for the banner and an out-of-memory message.
+static std::string g_footprint;
+
+// ---------------------------------------------------------------- signals
+// SIGINT (Ctrl-C) and SIGTERM stop the run between steps: the handler only records the signal (and
+// says so on stderr, with write(), which is safe in a handler); the loop checks it before each step,
+// then the checkpoint is written (--save), and the process exits with 128 + the signal (130, 143).
+// SA_RESETHAND: a second signal finds the default action again and ends the process at once.
+static volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+  static const char msg_int[] = "\ntrain: SIGINT: stopping after the current step (Ctrl-C again to stop at once)\n";
+  static const char msg_term[] = "\ntrain: SIGTERM: stopping after the current step\n";
+  const ssize_t r = sig == SIGINT ? write(2, msg_int, sizeof msg_int - 1) : write(2, msg_term, sizeof msg_term - 1);
+  (void)r;
+}
+
+static void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART | SA_RESETHAND;  // I/O in progress (a save) goes on; a second signal is fatal
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// The command that continues this run from `checkpoint`: the same arguments, any --resume replaced.
+static std::string resume_command(int argc, char** argv, const std::string& checkpoint) {
+  auto quote = [](const std::string& a) {
+    if (!a.empty() && a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") ==
+                          std::string::npos)
+      return a;
+    std::string q = "'";
+    for (char ch : a) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+    return q + "'";
+  };
+  std::string cmd = quote(argv[0]);
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--resume" && i + 1 < argc) { ++i; continue; }
+    if (a.rfind("--resume=", 0) == 0) continue;
+    cmd += " " + quote(a);
+  }
+  return cmd + " --resume " + quote(checkpoint);
+}
+
 // ---------------------------------------------------------------- main loop
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear at once in a pipe or a file
@@ -597,9 +679,11 @@ int main(int argc, char** argv) {
     if (o.threads > 0) omp_set_num_threads(o.threads);
 #endif
     TokenData train, val;
-    TrainState state;
+    TrainState state, saved_state;
     if (!o.resume.empty()) {  // the checkpoint's config with this command's flags on top (--steps, --lr, ...)
-      const Config saved = checkpoint_config(o.resume);
+      if (is_dir(o.resume))
+        throw std::runtime_error("--resume " + o.resume + ": is a directory; give the checkpoint file (--save's FILE)");
+      const Config saved = checkpoint_config(o.resume, &saved_state);
       Config wanted = saved;
       for (auto& e : edits) e(wanted);
       const std::vector<std::string> diff = shape_differences(saved, wanted);
@@ -615,17 +699,44 @@ int main(int argc, char** argv) {
       std::printf("%s\n", to_json(c).c_str());
       return 0;
     }
-    if (o.sample_tokens == 0 || o.resume.empty()) load_data(o, c, train, val);
-    validate(c);
+    if (o.sample_tokens == 0 || o.resume.empty()) load_data(o, c, train, val);  // (plain text sets V = 256)
+    validate(c);  // before anything divides, allocates or indexes by the config
     check_flag_effects(o, c);
     const bool training = o.sample_tokens == 0;
     bool eval_at_end = training && o.dump.empty() && (o.eval_every > 0 || !o.log.empty());
     std::unique_ptr<Loader> loader;
     if (training) {  // checks of the data and the output paths, before anything slow or big
+      if (!o.resume.empty() && o.dump.empty() && saved_state.step > c.steps)
+        throw std::runtime_error("--resume " + o.resume + " is at step " + std::to_string(saved_state.step) +
+                                 ", beyond --steps " + std::to_string(c.steps) + ": nothing to train; give --steps above " +
+                                 std::to_string(saved_state.step) + " (the schedule runs over --steps)");
+      if (!o.resume.empty() && o.dump.empty() && o.stop_after > 0 && o.stop_after <= saved_state.step)
+        throw std::runtime_error("--resume " + o.resume + " is at step " + std::to_string(saved_state.step) +
+                                 ": --stop-after " + std::to_string(o.stop_after) + " would train nothing; give "
+                                 "--stop-after above " + std::to_string(saved_state.step) + " or drop it");
       loader = std::make_unique<Loader>(&train.tokens, c.B, c.T, c.seed, /*shuffle=*/true);
       if (eval_at_end) eval_at_end = check_val_size(o, c, val);
-      if (!o.save.empty()) check_writable(o.save);
+      if (!o.resume.empty() && o.dump.empty() && saved_state.step == c.steps && !eval_at_end)
+        throw std::runtime_error("--resume " + o.resume + " is at step " + std::to_string(saved_state.step) +
+                                 ", already --steps " + std::to_string(c.steps) + ": nothing to do; give --steps above " +
+                                 std::to_string(saved_state.step) + " to train on, or --eval-every to evaluate it");
+      if (!o.save.empty()) check_writable("--save", o.save);
+      if (!o.dump.empty()) check_writable("--dump", o.dump);
     }
+    // Memory, from the config alone, before the first allocation (calloc is lazy: without this a run
+    // too big would start and grow until the kernel kills it).
+    const Footprint fp = estimate_footprint(c, training && (!o.save.empty() || !o.dump.empty()), !o.resume.empty(),
+                                            resident_bytes());
+    const uint64_t available = mem_available_bytes();
+    g_footprint = describe(fp);
+    // On the CPU everything is host memory; on CUDA the arenas and activations are device memory
+    // (the device allocator reports what does not fit) and the host holds the copies.
+    const uint64_t host = o.backend == "cpu" ? fp.total() : fp.transient + fp.resident + fp.runtime;
+    if (available > 0 && host > available && !o.ignore_memory_limit)
+      throw std::runtime_error("this run needs " + describe(fp) + (o.backend == "cpu" ? "" : ", of it on the host " +
+                               human_bytes(host)) + ", but only " + human_bytes(available) +
+                               " are available (MemAvailable in /proc/meminfo); lower --batch, --seq, --experts, "
+                               "--expert-hidden, --width or --layers, or pass --ignore-memory-limit to try anyway");
     std::unique_ptr<Model> model = make_backend_model(o.backend, c);
     if (!o.resume.empty()) state = load_checkpoint(o.resume, *model);
     if (!training) {
@@ -643,6 +754,8 @@ int main(int argc, char** argv) {
                                 (c.has_aux() ? ", alpha " + num(c.aux_alpha) : "") + ")").c_str()
                 : c.has_aux() ? (" (alpha " + num(c.aux_alpha) + ")").c_str() : "",
                 c.grad_accum, c.B, c.T, train.tokens.size(), val.tokens.size());
+    std::printf("       memory %s%s; MemAvailable %s\n", o.backend == "cpu" ? "" : "(device arenas and host copies) ",
+                g_footprint.c_str(), available ? human_bytes(available).c_str() : "unknown");
     const int last = o.stop_after > 0 ? std::min(c.steps, o.stop_after) : c.steps;  // --stop-after: an interruption
     if (o.ep_dp > c.grad_accum && state.step < last)  // (an evaluation-only call groups validation sequences)
       std::fprintf(stderr, "train: warning: --ep-dp %d groups %d micro-batches into a computation batch, but a step has "
@@ -691,7 +804,20 @@ int main(int argc, char** argv) {
     };
     std::vector<StepProfile> profile;
     if (o.profile) prof::enable(true);
+    int last_saved = -1;  // the step of the checkpoint at --save written by this run (-1: none yet)
+    // A failed save (NaN state, full disk) stops the run naming the step; the file keeps the last good one.
+    auto save = [&]() {
+      try {
+        save_checkpoint(o.save, *model, state);
+      } catch (const std::exception& e) {
+        throw std::runtime_error("step " + std::to_string(state.step) + ": " + e.what() +
+                                 (last_saved >= 0 ? " (it holds step " + std::to_string(last_saved) + ")" : ""));
+      }
+      last_saved = state.step;
+    };
+    install_stop_handlers();
     for (int step = state.step; step < last; ++step) {
+      if (g_stop_signal) break;  // between steps: the state is that of a finished step
       if (o.profile) prof::reset();  // drops what an evaluation between steps recorded
       const double cpu0 = o.profile ? process_cpu_ns() : 0;
       const auto t0 = std::chrono::steady_clock::now();
@@ -750,10 +876,11 @@ int main(int argc, char** argv) {
       state.step = step + 1;
       state.data_pos = loader->position();
       if (o.eval_every > 0 && (step + 1) % o.eval_every == 0 && step + 1 < last) run_eval(step + 1);
-      if (!o.save.empty() && o.save_every > 0 && (step + 1) % o.save_every == 0) save_checkpoint(o.save, *model, state);
+      if (!o.save.empty() && o.save_every > 0 && (step + 1) % o.save_every == 0) save();
     }
+    const int stop_signal = g_stop_signal;
     if (tty) std::printf("\n");
-    if (o.profile) {
+    if (o.profile && !stop_signal) {
       if (o.backend != "cpu")
         std::printf("profile: note: on --backend %s the phase times are host time (kernels run asynchronously); "
                     "step_ms and tok/s are exact\n", o.backend.c_str());
@@ -761,8 +888,23 @@ int main(int argc, char** argv) {
       prof::enable(false);
     }
     if (!o.save.empty()) {  // before the final evaluation, so that nothing there can cost the checkpoint
-      save_checkpoint(o.save, *model, state);
+      if (last_saved != state.step) save();
       std::printf("saved %s (step %d)\n", o.save.c_str(), state.step);
+    }
+    if (stop_signal) {
+      if (log) log.flush();
+      const char* sig = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+      if (o.save.empty())
+        std::fprintf(stderr, "train: interrupted by %s after step %d of %d; nothing saved (no --save): pass --save FILE "
+                             "to keep the finished steps next time\n", sig, state.step, c.steps);
+      else if (state.step < c.steps)
+        std::fprintf(stderr, "train: interrupted by %s after step %d of %d; saved %s (step %d); continue with:\n  %s\n",
+                     sig, state.step, c.steps, o.save.c_str(), state.step,
+                     resume_command(argc, argv, o.save).c_str());
+      else
+        std::fprintf(stderr, "train: interrupted by %s after the last step %d; saved %s (final evaluation skipped)\n",
+                     sig, state.step, o.save.c_str());
+      return 128 + stop_signal;
     }
     if (state.step < c.steps)
       std::printf("stopped after step %d of %d (--stop-after)%s\n", state.step, c.steps,
@@ -770,8 +912,9 @@ int main(int argc, char** argv) {
     if (eval_at_end) run_eval(state.step);
     return 0;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "train: error: out of memory: the model or its activations (batch x seq) do not fit; "
-                         "lower --batch, --seq or the model size\n");
+    std::fprintf(stderr, "train: error: out of memory: the model or its activations (batch x seq) do not fit%s%s; "
+                         "lower --batch, --seq or the model size\n",
+                 g_footprint.empty() ? "" : "; the run needs ", g_footprint.c_str());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train: error: %s\n", e.what());

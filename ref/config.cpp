@@ -1,7 +1,11 @@
 // config.cpp — presets, validation, JSON form and the learning-rate schedule.
 #include "ref/config.h"
 
-#include <cmath>      // std::cos
+#include <cerrno>     // errno
+#include <cmath>      // std::cos, std::isfinite
+#include <cstdint>    // INT32_MIN, INT32_MAX
+#include <cstdlib>    // std::strtoull
+#include <cstdio>     // std::snprintf
 #include <sstream>    // std::ostringstream
 #include <stdexcept>  // std::runtime_error
 
@@ -44,31 +48,39 @@ UpdateRule parse_update_rule(const std::string& s) { return parse_enum(s, (Updat
 Schedule parse_schedule(const std::string& s) { return parse_enum(s, (Schedule*)nullptr); }
 
 // ---------------------------------------------------------------- validation
+// Every value is checked before anything divides, allocates or indexes by it: the range checks come
+// first, and a check that divides or multiplies runs only when the values it uses passed theirs.
+// Products are formed in double (exact far beyond 2^31), never in int, so that a huge value cannot
+// wrap around to a small or zero one. The limit on sizes: every tensor the model holds (a parameter
+// or an activation) has at most kMaxTensorElems = 2^31-1 elements, because the kernels index one
+// tensor with an int; the same holds for a step's B*T*grad_accum tokens. What fits in memory is
+// checked separately (ref/footprint.h), from the same config, before anything is allocated.
+static constexpr double kMaxTensorElems = 2147483647.0;  // INT_MAX
+
 void validate(const Config& c) {
   std::vector<std::string> errs;
   auto need = [&](bool ok, const std::string& msg) { if (!ok) errs.push_back(msg); };
+  auto s = [](double x) { char b[32]; std::snprintf(b, sizeof b, "%.0f", x); return std::string(b); };
   need(c.V > 0 && c.C > 0 && c.H > 0 && c.L > 0 && c.T > 0 && c.B > 0,
-       "vocab, width, heads, layers, seq and batch must all be positive");
-  need(c.H > 0 && c.C % c.H == 0, "width C=" + std::to_string(c.C) + " is not divisible by heads H=" +
-                                      std::to_string(c.H) + " (choose C a multiple of H)");
-  need(c.H > 0 && (c.C / c.H) % 2 == 0, "head dim C/H must be even for rotary embedding pairs");
+       "vocab, width, heads, layers, seq and batch must all be positive (got V=" + std::to_string(c.V) + " C=" +
+           std::to_string(c.C) + " H=" + std::to_string(c.H) + " L=" + std::to_string(c.L) + " T=" +
+           std::to_string(c.T) + " B=" + std::to_string(c.B) + ")");
+  need(c.H <= 0 || c.C % c.H == 0, "width C=" + std::to_string(c.C) + " is not divisible by heads H=" +
+                                       std::to_string(c.H) + " (choose C a multiple of H)");
+  need(c.H <= 0 || c.C % c.H != 0 || (c.C / c.H) % 2 == 0, "head dim C/H must be even for rotary embedding pairs");
   need(c.n_dense >= 0 && c.n_dense <= c.L, "dense-layers must be between 0 and layers");
   need(c.n_dense == 0 || c.Fd > 0, "dense-hidden Fd must be positive when there are dense layers");
-  if (c.n_moe() > 0) {
-    need(c.E > 0 && c.F > 0 && c.S >= 0, "experts E and expert-hidden F must be positive, shared S >= 0");
+  const bool moe = c.n_moe() > 0;
+  bool moe_ok = true;
+  if (moe) {
+    moe_ok = c.E > 0 && c.F > 0 && c.S >= 0 && c.K >= 1 && c.K <= c.E;
+    need(c.E > 0 && c.F > 0 && c.S >= 0, "experts E and expert-hidden F must be positive, shared S >= 0 (got E=" +
+                                            std::to_string(c.E) + " F=" + std::to_string(c.F) + " S=" +
+                                            std::to_string(c.S) + ")");
     need(c.K >= 1 && c.K <= c.E, "topk K=" + std::to_string(c.K) + " must be between 1 and experts E=" +
                                      std::to_string(c.E));
-    if (c.routing == Routing::expert_choice) {
-      const int N = c.B * c.T, chunk = c.ec_chunk > 0 ? c.ec_chunk : N;
-      need(N % chunk == 0, "ec-chunk " + std::to_string(chunk) + " must divide the micro-batch's B*T = " +
-                               std::to_string(N) + " tokens");
-      need((int64_t)chunk * c.K % c.E == 0, "ec-chunk * topk must be a multiple of experts (each expert takes "
-                                            "chunk*K/E tokens per chunk)");
-      need(c.balance != Balance::aux, "expert choice is balanced by construction: use --balance none");
-      need(c.balance != Balance::lossfree && c.balance != Balance::lossfree_aux,
-           "expert choice has no bias to steer: use --balance none");
-    }
   }
+  need(c.ec_chunk >= 0, "ec-chunk must be >= 0 (0 = the whole micro-batch), got " + std::to_string(c.ec_chunk));
   // Router semantics that only mean something together (docs/MODEL.md sections 5 and 6).
   need(std::isfinite(c.route_scale) && c.route_scale > 0,
        "route-scale must be a positive number (it multiplies every gate; 1 = the plain gates)");
@@ -79,13 +91,68 @@ void validate(const Config& c) {
        "--balance lossfree_aux with --aux-alpha 0 has no aux loss: use --balance lossfree, or a positive --aux-alpha "
        "(DeepSeek-V3: 1e-4)");
   need(c.grad_accum >= 1 && c.steps >= 0, "grad-accum must be >= 1 and steps >= 0");
+  const bool dims_ok = errs.empty();
+
+  // Sizes: only once every dimension is known to be in range.
+  if (dims_ok) {
+    const double N = double(c.B) * c.T, C = c.C, V = c.V;
+    struct Size { double elems; const char* what; const char* fix; };
+    std::vector<Size> sizes = {
+        {N * c.grad_accum, "tokens per step batch*seq*grad-accum", "--batch, --seq or --grad-accum"},
+        {N * C, "the activations batch*seq*width", "--batch, --seq or --width"},
+        {N * V, "the logits batch*seq*vocab", "--batch, --seq or --vocab"},
+        {V * C, "the embedding vocab*width", "--vocab or --width"},
+        {double(c.B) * c.H * c.T * c.T, "the attention scores batch*heads*seq*seq", "--batch, --heads or --seq"},
+    };
+    if (c.n_dense > 0) {
+      sizes.push_back({double(c.Fd) * C, "the dense FFN weights dense-hidden*width", "--dense-hidden or --width"});
+      sizes.push_back({N * c.Fd, "the dense FFN activations batch*seq*dense-hidden", "--batch, --seq or --dense-hidden"});
+    }
+    if (moe && moe_ok) {
+      const double A = N * c.K;  // assignments of a micro-batch
+      sizes.push_back({double(c.E) * c.F * C, "the routed expert weights experts*expert-hidden*width",
+                       "--experts, --expert-hidden or --width"});
+      sizes.push_back({double(c.S) * c.F * C, "the shared expert weights shared*expert-hidden*width",
+                       "--shared, --expert-hidden or --width"});
+      sizes.push_back({double(c.S) * N * c.F, "the shared expert activations shared*batch*seq*expert-hidden",
+                       "--shared, --batch, --seq or --expert-hidden"});
+      sizes.push_back({N * c.E, "the router scores batch*seq*experts", "--batch, --seq or --experts"});
+      sizes.push_back({A * (2.0 * c.F + c.C), "the expert activations batch*seq*topk*(2*expert-hidden+width)",
+                       "--batch, --seq, --topk, --expert-hidden or --width"});
+    }
+    for (const Size& z : sizes)
+      need(z.elems <= kMaxTensorElems, std::string(z.what) + " = " + s(z.elems) +
+                                           " elements exceeds the limit of one tensor, 2^31-1 = 2147483647; lower " +
+                                           z.fix);
+  }
+  if (dims_ok && errs.empty() && moe && c.routing == Routing::expert_choice) {
+    const int64_t N = int64_t(c.B) * c.T, chunk = c.ec_chunk > 0 ? c.ec_chunk : N;  // both >= 1 here
+    need(N % chunk == 0, "ec-chunk " + std::to_string(chunk) + " must divide the micro-batch's B*T = " +
+                             std::to_string(N) + " tokens");
+    need(chunk * c.K % c.E == 0, "ec-chunk * topk must be a multiple of experts (each expert takes "
+                                 "chunk*K/E tokens per chunk)");
+  }
+  if (moe && c.routing == Routing::expert_choice) {
+    need(c.balance != Balance::aux, "expert choice is balanced by construction: use --balance none");
+    need(c.balance != Balance::lossfree && c.balance != Balance::lossfree_aux,
+         "expert choice has no bias to steer: use --balance none");
+  }
   need(c.lr > 0 && c.lr_min >= 0 && c.warmup >= 0, "lr must be positive, lr-min and warmup non-negative");
   need(c.init_std > 0 && c.norm_eps > 0 && c.rope_theta > 0, "init-std, norm eps and rope theta must be positive");
   need(c.bias_rate >= 0 && c.aux_alpha >= 0, "bias-rate and aux-alpha must be non-negative");
   need(c.grad_clip >= 0 && c.weight_decay >= 0, "clip and wd must be non-negative");
   need(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, "betas must be in [0, 1)");
-  for (size_t i = 1; i < c.milestones.size(); ++i)
-    need(c.milestones[i] > c.milestones[i - 1], "milestones must be increasing");
+  need(c.adam_eps > 0 && c.route_scale > 0 && c.lr_decay > 0, "adam eps, route-scale and lr-decay must be positive");
+  // A config read from a file (checkpoint, dump) can hold values the flag parser refuses.
+  bool finite = true;
+  for (float x : {c.init_std, c.rope_theta, c.norm_eps, c.bias_rate, c.aux_alpha, c.route_scale, c.lr, c.lr_min,
+                  c.lr_decay, c.beta1, c.beta2, c.adam_eps, c.weight_decay, c.grad_clip})
+    finite = finite && std::isfinite(x);
+  need(finite, "every float setting must be finite (one is inf or nan)");
+  for (size_t i = 0; i < c.milestones.size(); ++i) {
+    need(c.milestones[i] >= 0, "milestones must be >= 0");
+    if (i > 0) need(c.milestones[i] > c.milestones[i - 1], "milestones must be increasing");
+  }
   if (errs.empty()) return;
   std::string msg = "inconsistent config:";
   for (auto& e : errs) msg += "\n  - " + e;
@@ -206,6 +273,13 @@ std::string to_json(const Config& cfg) {
   return o.str();
 }
 
+// An int field, range-checked: a cast would turn 4294967304 into 8 without a word.
+static int json_int(const json::Value& v) {
+  const int64_t x = v.as_int();
+  if (x < INT32_MIN || x > INT32_MAX) throw std::runtime_error(v.raw + " is out of range for a 32-bit integer");
+  return (int)x;
+}
+
 Config config_from_json(const std::string& text) {
   const json::Value doc = json::parse(text);
   if (!doc.is(json::Value::Object)) throw std::runtime_error("config JSON must be an object");
@@ -215,16 +289,31 @@ Config config_from_json(const std::string& text) {
     if (!v) continue;  // absent keys keep their defaults (older files)
     try {
       switch (f.kind) {
-        case Field::I: *static_cast<int*>(f.ptr) = (int)v->as_int(); break;
-        case Field::F: *static_cast<float*>(f.ptr) = (float)v->as_num(); break;
+        case Field::I: *static_cast<int*>(f.ptr) = json_int(*v); break;
+        case Field::F: {  // an fp32 value (docs/FORMAT.md): one beyond float range is not silently inf
+          const double x = v->as_num();
+          if (!std::isfinite(x) || std::fabs(x) > 3.4028234663852886e38)
+            throw std::runtime_error(v->raw + " is not a finite fp32 value");
+          *static_cast<float*>(f.ptr) = (float)x;
+          break;
+        }
         case Field::B: *static_cast<bool*>(f.ptr) = v->as_bool(); break;
-        case Field::U64: *static_cast<uint64_t*>(f.ptr) = std::stoull(v->raw); break;
+        case Field::U64: {  // strictly digits: std::stoull alone takes "-1" as 2^64-1 and "1.5" as 1
+          if (!v->is(json::Value::Number) || v->raw.empty() ||
+              v->raw.find_first_not_of("0123456789") != std::string::npos || v->raw.size() > 20)
+            throw std::runtime_error("expected an unsigned 64-bit integer, got " + v->raw);
+          errno = 0;
+          const unsigned long long x = std::strtoull(v->raw.c_str(), nullptr, 10);
+          if (errno == ERANGE) throw std::runtime_error(v->raw + " is out of range for an unsigned 64-bit integer");
+          *static_cast<uint64_t*>(f.ptr) = x;
+          break;
+        }
         case Field::ENUM: f.set_enum(c, v->as_str()); break;
         case Field::LIST: {
           auto& out = *static_cast<std::vector<int>*>(f.ptr);
           out.clear();
           if (!v->is(json::Value::Array)) throw std::runtime_error("expected a list");
-          for (auto& x : v->arr) out.push_back((int)x.as_int());
+          for (auto& x : v->arr) out.push_back(json_int(x));
         }
       }
     } catch (const std::exception& e) {

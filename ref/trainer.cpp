@@ -5,6 +5,7 @@
 #include <climits>    // INT_MAX
 #include <cmath>      // std::exp, std::isfinite
 #include <cstdint>    // UINT64_MAX
+#include <cstdio>     // std::fprintf (the version-1 warning)
 #include <cstdlib>    // std::strtoull
 #include <stdexcept>  // std::runtime_error
 
@@ -102,34 +103,67 @@ EvalResult evaluate(Model& model, const std::vector<uint32_t>& val, int max_batc
 }
 
 // ---------------------------------------------------------------- checkpoints
+// Version 2 adds the checksums (docs/FORMAT.md); version 1 files (without) still load, with a warning.
+static const char* kCheckpointVersion = "2";
+
+// The first non-finite value of a tensor, as " (nan at index 12)", or "" when all are finite.
+static std::string first_non_finite(const float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) return std::string(" (") + (std::isnan(x[i]) ? "nan" : "inf") + " at index " +
+                                      std::to_string(i) + " of " + std::to_string(n) + ")";
+  return "";
+}
+
 void save_checkpoint(const std::string& path, const Model& model, const TrainState& st) {
   const Config& c = model.config();
   const TensorTable& t = model.table();
   const std::vector<float> p = model.get(Arena::params), m = model.get(Arena::adam_m), v = model.get(Arena::adam_v);
   const std::vector<float> b = model.biases();
+  // A checkpoint is the state to go back to: one holding NaN or inf could only be refused at load.
+  // Nothing is written then, so that the file at `path` stays the last good checkpoint.
+  auto refuse_non_finite = [&](const std::string& name, const float* x, size_t n) {
+    const std::string where = first_non_finite(x, n);
+    if (!where.empty())
+      throw std::runtime_error("not saving " + path + ": '" + name + "' holds a non-finite value" + where +
+                               ": training diverged (lower --lr or raise --warmup); " + path +
+                               " keeps the last checkpoint saved before, if any");
+  };
   SafeTensorsWriter w;
   for (const TensorSpec& s : t.params) {
     const std::vector<int64_t> shape(s.shape.begin(), s.shape.end());
-    w.add(s.name, shape, p.data() + s.offset);
-    w.add("adam.m/" + s.name, shape, m.data() + s.offset);
-    w.add("adam.v/" + s.name, shape, v.data() + s.offset);
+    refuse_non_finite(s.name, p.data() + s.offset, s.numel);
+    refuse_non_finite("adam.m/" + s.name, m.data() + s.offset, s.numel);
+    refuse_non_finite("adam.v/" + s.name, v.data() + s.offset, s.numel);
+    w.add_view(s.name, shape, p.data() + s.offset);  // p, m, v outlive w.write
+    w.add_view("adam.m/" + s.name, shape, m.data() + s.offset);
+    w.add_view("adam.v/" + s.name, shape, v.data() + s.offset);
   }
-  for (int mi = 0; mi < c.n_moe(); ++mi) w.add(bias_name(c.n_dense + mi), {c.E}, b.data() + (size_t)mi * c.E);
+  for (int mi = 0; mi < c.n_moe(); ++mi) {
+    refuse_non_finite(bias_name(c.n_dense + mi), b.data() + (size_t)mi * c.E, c.E);
+    w.add(bias_name(c.n_dense + mi), {c.E}, b.data() + (size_t)mi * c.E);
+  }
   w.meta("format", "lfmoe-checkpoint");
-  w.meta("version", "1");
+  w.meta("version", kCheckpointVersion);
   w.meta("config", to_json(c));
   w.meta("step", std::to_string(st.step));
   w.meta("data_pos", std::to_string(st.data_pos));
   w.meta("backend", model.backend());
-  w.write(path);
+  w.write(path);  // adds the checksums
 }
 
-static SafeTensorsFile read_checkpoint_file(const std::string& path) {
-  SafeTensorsFile f = SafeTensorsFile::read(path);
+static SafeTensorsFile read_checkpoint_file(const std::string& path, bool warn) {
+  SafeTensorsFile f = SafeTensorsFile::read(path);  // verifies the checksums it finds
   if (f.meta_at("format") != "lfmoe-checkpoint")
     throw std::runtime_error(path + ": format '" + f.meta_at("format") + "' is not an lfmoe checkpoint");
-  if (f.meta_at("version") != "1")
-    throw std::runtime_error(path + ": checkpoint version " + f.meta_at("version") + " is not supported (expected 1)");
+  const std::string& version = f.meta_at("version");
+  if (version != "1" && version != kCheckpointVersion)
+    throw std::runtime_error(path + ": checkpoint version " + version + " is not supported (expected 1 or 2)");
+  if (version != "1" && !f.checksummed)  // stripping the checksums must not pass for an old file
+    throw std::runtime_error(path + ": checkpoint version " + version + " without its checksums (" +
+                             kCrcHeaderKey + "): the file was altered; it cannot be verified");
+  if (version == "1" && warn)
+    std::fprintf(stderr, "train: warning: %s is a version-1 checkpoint without checksums: loaded unverified "
+                         "(its next save writes version 2 with checksums)\n", path.c_str());
   return f;
 }
 
@@ -153,10 +187,23 @@ static uint64_t meta_count(const SafeTensorsFile& f, const std::string& key, uin
   return x;
 }
 
-Config checkpoint_config(const std::string& path) { return config_of(read_checkpoint_file(path)); }
+Config checkpoint_config(const std::string& path, TrainState* state) {
+  const SafeTensorsFile f = read_checkpoint_file(path, /*warn=*/false);
+  const Config c = config_of(f);
+  if (state) {
+    state->step = (int)meta_count(f, "step", INT_MAX);
+    state->data_pos = meta_count(f, "data_pos", UINT64_MAX);
+  }
+  try {
+    validate(c);  // before anything is built from it
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(path + ": the config in the metadata is not valid (" + e.what() + "); the file is corrupt");
+  }
+  return c;
+}
 
 TrainState load_checkpoint(const std::string& path, Model& model) {
-  const SafeTensorsFile f = read_checkpoint_file(path);
+  const SafeTensorsFile f = read_checkpoint_file(path, /*warn=*/true);
   const Config saved = config_of(f);
   const Config& c = model.config();
   const std::vector<std::string> diff = shape_differences(saved, c);
@@ -167,10 +214,18 @@ TrainState load_checkpoint(const std::string& path, Model& model) {
   }
   const TensorTable& t = model.table();
   std::vector<float> p(t.total), m(t.total), v(t.total), b((size_t)c.n_moe() * c.E);
+  // Every value must be finite: NaN or inf in a parameter or a moment would only poison training.
+  auto finite = [&](const std::string& name, const std::vector<float>& x) {
+    const std::string where = first_non_finite(x.data(), x.size());
+    if (!where.empty())
+      throw std::runtime_error(path + ": tensor '" + name + "' holds a non-finite value" + where +
+                               "; the checkpoint is damaged (resume from an earlier one)");
+  };
   for (const TensorSpec& s : t.params) {
     const std::vector<int64_t> shape(s.shape.begin(), s.shape.end());
     const auto copy = [&](const std::string& name, std::vector<float>& dst) {
       const std::vector<float> x = f.f32(name, shape);
+      finite(name, x);
       std::copy(x.begin(), x.end(), dst.begin() + s.offset);
     };
     copy(s.name, p);
@@ -179,15 +234,16 @@ TrainState load_checkpoint(const std::string& path, Model& model) {
   }
   for (int mi = 0; mi < c.n_moe(); ++mi) {  // a checkpoint without its biases is refused, never zero-filled
     const std::vector<float> x = f.f32(bias_name(c.n_dense + mi), {c.E});
+    finite(bias_name(c.n_dense + mi), x);
     std::copy(x.begin(), x.end(), b.begin() + (size_t)mi * c.E);
   }
+  TrainState st;  // read before anything is set: a bad count leaves the model as it was
+  st.step = (int)meta_count(f, "step", INT_MAX);
+  st.data_pos = meta_count(f, "data_pos", UINT64_MAX);
   model.set(Arena::params, p);
   model.set(Arena::adam_m, m);
   model.set(Arena::adam_v, v);
   model.set_biases(b);
-  TrainState st;
-  st.step = (int)meta_count(f, "step", INT_MAX);
-  st.data_pos = meta_count(f, "data_pos", UINT64_MAX);
   return st;
 }
 

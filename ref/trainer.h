@@ -46,11 +46,16 @@ struct TrainState {
   int step = 0;            // optimizer steps done
   uint64_t data_pos = 0;   // loader position
 };
+// Writes the training state to `path` (atomically, with checksums: docs/FORMAT.md). Refuses, writing
+// nothing, when a parameter, moment or bias is NaN or inf (the error names the tensor), so that the
+// file at `path` stays the last good checkpoint.
 void save_checkpoint(const std::string& path, const Model& model, const TrainState& st);
-// Reads the config stored in a checkpoint (to build a model for it).
-Config checkpoint_config(const std::string& path);
+// Reads and validates the config stored in a checkpoint (to build a model for it), and its step and
+// data position into *state when given. The whole file is verified (checksums, layout).
+Config checkpoint_config(const std::string& path, TrainState* state = nullptr);
 // Loads parameters, AdamW moments and biases into `model`; refuses a checkpoint whose model shape
-// or routing differs from the model's, naming every difference.
+// or routing differs from the model's, naming every difference, one whose checksums do not match,
+// and one holding a NaN or inf. A version-1 checkpoint (no checksums) loads with a warning on stderr.
 TrainState load_checkpoint(const std::string& path, Model& model);
 
 }  // namespace ref

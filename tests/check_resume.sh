@@ -12,8 +12,8 @@
 #    position alone). The bias rate is 0.01 so that the biases actually move the routing within
 #    a few steps.
 # 2. Durability: a save that dies half-way (file size limit, i.e. a full disk) leaves the previous
-#    checkpoint byte-identical and no temp file; a stale FILE.tmp from a killed run neither blocks
-#    the next save nor survives it.
+#    checkpoint byte-identical and no temp file; a stale FILE.tmp.<pid> from a killed run neither
+#    blocks the next save nor survives it.
 # 3. Refusals: a truncated checkpoint, one with a stray byte appended, and resuming with another
 #    model shape each stop with exit 1 and a message that names the problem.
 . "$(dirname "$0")/lib.sh"  # set -u, the repository root, PY, BUILD, require_built, bad, ...
@@ -150,12 +150,14 @@ if [ -f "$D/split.st" ]; then
     echo "$out" | grep -q "write failed.*untouched" || bad "cut-off save: message should say the write failed and the previous checkpoint is untouched: $(echo "$out" | tail -n 1)"
   fi
   cmp -s "$TMP/good.st" "$D/split.st" || bad "cut-off save changed the previous checkpoint"
-  [ ! -e "$TMP/good.st.tmp" ] || bad "cut-off save left $TMP/good.st.tmp behind"
-  # a stale temp file (a run killed mid-write) holding half a checkpoint
-  head -c 100000 "$D/split.st" > "$TMP/good.st.tmp"
+  ls "$TMP"/good.st.tmp* > /dev/null 2>&1 && bad "cut-off save left a temp file behind: $(ls "$TMP"/good.st.tmp*)"
+  # a stale temp file (a run killed mid-write) holding half a checkpoint: the writer names its temp
+  # file FILE.tmp.<pid>; one whose process is gone is removed by the next successful save
+  dead=$(sh -c 'echo $$')  # a process that has exited: its pid is free
+  head -c 100000 "$D/split.st" > "$TMP/good.st.tmp.$dead"
   "$BUILD/train" $COMMON --bias-rate 0.01 --resume "$TMP/good.st" --steps 17 --save "$TMP/good.st" --eval-every 0 \
     > "$TMP/stale.out" 2>&1 || { tail -n 3 "$TMP/stale.out"; bad "a stale .tmp file blocked training or saving"; }
-  [ ! -e "$TMP/good.st.tmp" ] || bad "the stale .tmp file survived a successful save"
+  [ ! -e "$TMP/good.st.tmp.$dead" ] || bad "the stale temp file of a dead process survived a successful save"
   $PY "$TMP/st.py" state "$TMP/good.st" 17 $((17 * 8)) lossfree >/dev/null || bad "the save after a stale .tmp is not a step-17 checkpoint"
   echo "durability: cut-off save and stale temp file checked"
 else

@@ -2,7 +2,10 @@
 //   save then load restores every piece of training state bit for bit, and the next step after a
 //   load equals the next step without one; a file cut at any length, or with any header byte
 //   changed, is refused with a runtime_error naming the file (never a crash, never a silent load
-//   of garbage); each kind of mismatch is refused with a message naming it.
+//   of garbage); each kind of mismatch is refused with a message naming it. Integrity: CRC-32 against
+//   the standard check values, every flipped data bit refused naming its tensor, overlapping ranges,
+//   NaN/inf never saved nor loaded, version-1 files (no checksums) load, stripped version-2 files do
+//   not, writes only to regular files, stale temp files of dead processes removed.
 // tests/check_resume.sh does the same through the trainer's command line, for every balance mode.
 #include <doctest/doctest.h>  // TEST_CASE, CHECK, REQUIRE
 
@@ -12,6 +15,9 @@
 #include <cstring>    // std::memcpy, std::memcmp
 #include <fstream>    // std::ifstream, std::ofstream
 #include <iterator>   // std::istreambuf_iterator
+#include <limits>     // std::numeric_limits
+#include <sys/stat.h> // lstat
+#include <unistd.h>   // symlink, getpid
 #include <memory>     // std::unique_ptr
 #include <string>     // std::string
 #include <utility>    // std::pair
@@ -213,8 +219,8 @@ TEST_CASE("checkpoint: each mismatch is refused with a message naming it") {
     CHECK(contains(load_error(c, bad), "format 'lfmoe-dump' is not an lfmoe checkpoint"));
   }
   SUBCASE("a newer version") {
-    rewrite(path, bad, [](ref::SafeTensorsFile& f) { f.meta["version"] = "2"; });
-    CHECK(contains(load_error(c, bad), "checkpoint version 2 is not supported"));
+    rewrite(path, bad, [](ref::SafeTensorsFile& f) { f.meta["version"] = "3"; });
+    CHECK(contains(load_error(c, bad), "checkpoint version 3 is not supported"));
   }
   SUBCASE("no metadata") {
     rewrite(path, bad, [](ref::SafeTensorsFile& f) { f.meta.clear(); });
@@ -273,5 +279,177 @@ TEST_CASE("checkpoint: each mismatch is refused with a message naming it") {
     }
   }
   std::remove(bad.c_str());
+  std::remove(path.c_str());
+}
+
+// ---------------------------------------------------------------- integrity (issue 15)
+
+TEST_CASE("checkpoint: crc32 is zlib's CRC-32 (standard check values)") {
+  // The check value of the CRC catalogue (CRC-32/ISO-HDLC) and values Python's zlib.crc32 gives.
+  CHECK(ref::crc32("123456789", 9) == 0xCBF43926u);
+  CHECK(ref::crc32("", 0) == 0u);
+  CHECK(ref::crc32("a", 1) == 0xE8B7BE43u);
+  CHECK(ref::crc32("The quick brown fox jumps over the lazy dog", 43) == 0x414FA339u);
+  // Every length 0..40 (the 8-byte and the byte-at-a-time paths) against a running checksum in
+  // pieces, which must equal the checksum of the whole, and against a bit-by-bit reference.
+  std::string s;
+  for (int i = 0; i < 40; ++i) s.push_back((char)(i * 37 + 11));
+  for (size_t n = 0; n <= s.size(); ++n) {
+    uint32_t ref_crc = 0xFFFFFFFFu;  // the definition, one bit at a time
+    for (size_t i = 0; i < n; ++i) {
+      ref_crc ^= (uint8_t)s[i];
+      for (int k = 0; k < 8; ++k) ref_crc = (ref_crc >> 1) ^ ((ref_crc & 1) ? 0xEDB88320u : 0u);
+    }
+    ref_crc = ~ref_crc;
+    CHECK(ref::crc32(s.data(), n) == ref_crc);
+    const size_t half = n / 3;
+    CHECK(ref::crc32(s.data() + half, n - half, ref::crc32(s.data(), half)) == ref_crc);
+  }
+}
+
+TEST_CASE("checkpoint: every changed data byte is refused, naming the tensor") {
+  const ref::Config c = ckpt_config(ref::Balance::lossfree, ref::BiasKind::add);
+  const std::string path = dir() + "/crc.st", bad = dir() + "/crc_bad.st";
+  uint64_t pos = 0;
+  trained_and_saved(c, path, &pos);
+  const std::string bytes = slurp(path);
+  const ref::SafeTensorsFile f = ref::SafeTensorsFile::read(path);
+  CHECK(f.checksummed);
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  ref::Rng rng(9);
+  for (int trial = 0; trial < 60; ++trial) {
+    std::string b = bytes;
+    const size_t at = 8 + header + rng.below(bytes.size() - 8 - header);
+    const int bit = (int)rng.below(8);
+    b[at] = (char)(b[at] ^ (1 << bit));  // one bit: a mantissa, exponent or sign bit of some value
+    spit(bad, b);
+    std::string owner;  // the tensor whose bytes hold `at`
+    for (const auto& [name, t] : f.tensors)
+      if (at - 8 - header >= t.begin && at - 8 - header < t.end) owner = name;
+    REQUIRE(!owner.empty());
+    std::unique_ptr<ref::Model> m = ref::make_model(c);
+    const std::string e = error_of([&] { ref::load_checkpoint(bad, *m); });
+    if (!contains(e, "tensor '" + owner + "': checksum mismatch"))
+      FAIL_CHECK("bit " << bit << " of byte " << at << " (in " << owner << "): '" << e << "'");
+  }
+  std::remove(bad.c_str());
+  std::remove(path.c_str());
+}
+
+TEST_CASE("checkpoint: overlapping or gapped byte ranges are refused even with consistent sizes") {
+  // Two tensors of one size swap nothing but share bytes: the totals match only when a gap makes
+  // up for the overlap, so the reader must check the ranges themselves.
+  ref::SafeTensorsWriter w;
+  const std::vector<float> a = {1, 2, 3, 4}, b = {5, 6, 7, 8};
+  w.add("a", {4}, a.data());
+  w.add("b", {4}, b.data());
+  const std::string path = dir() + "/ranges.st", bad = dir() + "/ranges_bad.st";
+  w.write(path);
+  std::string bytes = slurp(path);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  std::string head = bytes.substr(8, n);
+  REQUIRE(contains(head, "\"data_offsets\": [16, 32]"));
+  std::string h = head;
+  h.replace(h.find("\"data_offsets\": [16, 32]"), 24, "\"data_offsets\": [0, 16] ");  // b aliases a
+  spit(bad, bytes.substr(0, 8) + h + bytes.substr(8 + n, 16));  // and the data holds a's bytes only
+  CHECK(contains(error_of([&] { ref::SafeTensorsFile::read(bad); }), "overlaps tensor"));
+  spit(bad, bytes.substr(0, 8) + h + bytes.substr(8 + n));     // with b's old bytes unowned
+  CHECK(contains(error_of([&] { ref::SafeTensorsFile::read(bad); }), "overlaps tensor"));
+  std::remove(bad.c_str());
+  std::remove(path.c_str());
+}
+
+TEST_CASE("checkpoint: non-finite state is never saved, and never loaded") {
+  const ref::Config c = ckpt_config(ref::Balance::lossfree, ref::BiasKind::add);
+  const std::string path = dir() + "/finite.st", bad = dir() + "/finite_bad.st";
+  uint64_t pos = 0;
+  std::unique_ptr<ref::Model> m = trained_and_saved(c, path, &pos);
+  const std::string before = slurp(path);
+  for (Arena ar : {Arena::params, Arena::adam_m, Arena::adam_v}) {
+    std::unique_ptr<ref::Model> x = ref::make_model(c);
+    ref::load_checkpoint(path, *x);
+    std::vector<float> v = x->get(ar);
+    v[v.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+    x->set(ar, v);
+    const std::string e = error_of([&] { ref::save_checkpoint(path, *x, ref::TrainState{3, pos}); });
+    CHECK(contains(e, "not saving " + path));
+    CHECK(contains(e, "holds a non-finite value (nan at index"));
+    CHECK(slurp(path) == before);  // the last good checkpoint stays
+  }
+  // Loading: a NaN in a moment with consistent checksums (rewrite recomputes them) is refused.
+  rewrite(path, bad, [](ref::SafeTensorsFile& f) {
+    auto& t = f.tensors.at("adam.v/final_norm");
+    const float inf = std::numeric_limits<float>::infinity();
+    std::memcpy(t.bytes.data() + 4, &inf, 4);
+  });
+  std::unique_ptr<ref::Model> y = ref::make_model(c);
+  const std::vector<float> p0 = y->get(Arena::params);
+  const std::string e = error_of([&] { ref::load_checkpoint(bad, *y); });
+  CHECK(contains(e, "tensor 'adam.v/final_norm' holds a non-finite value (inf at index 1"));
+  CHECK(same(y->get(Arena::params), p0));  // a refused load leaves the model as it was
+  std::remove(bad.c_str());
+  std::remove(path.c_str());
+}
+
+TEST_CASE("checkpoint: a version-1 file (no checksums) loads; a version-2 file without them does not") {
+  const ref::Config c = ckpt_config(ref::Balance::lossfree, ref::BiasKind::add);
+  const std::string path = dir() + "/v.st", bad = dir() + "/v_bad.st";
+  uint64_t pos = 0;
+  std::unique_ptr<ref::Model> a = trained_and_saved(c, path, &pos);
+  // Strip the checksums by hand: the writer always adds them.
+  std::string bytes = slurp(path);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  const ref::SafeTensorsFile f = ref::SafeTensorsFile::read(path);
+  auto strip = [&](const std::string& version) {
+    std::string h = bytes.substr(8, n);
+    for (const auto& [k, v] : f.meta)
+      if (k.rfind("crc32:", 0) == 0) {
+        const std::string entry = "\"" + k + "\": \"" + v + "\", ";
+        REQUIRE(contains(h, entry));
+        h.erase(h.find(entry), entry.size());
+      }
+    h.replace(h.find("\"version\": \"2\""), 14, "\"version\": \"" + version + "\"");
+    h.resize(((h.size() + 7) / 8) * 8, ' ');
+    const uint64_t n2 = h.size();
+    spit(bad, std::string(reinterpret_cast<const char*>(&n2), 8) + h + bytes.substr(8 + n));
+  };
+  strip("1");
+  std::unique_ptr<ref::Model> b = ref::make_model(c);
+  CHECK(error_of([&] { ref::load_checkpoint(bad, *b); }).empty());
+  CHECK(same(a->get(Arena::adam_v), b->get(Arena::adam_v)));
+  CHECK_FALSE(ref::SafeTensorsFile::read(bad).checksummed);
+  strip("2");
+  std::unique_ptr<ref::Model> d = ref::make_model(c);
+  CHECK(contains(error_of([&] { ref::load_checkpoint(bad, *d); }), "version 2 without its checksums"));
+  std::remove(bad.c_str());
+  std::remove(path.c_str());
+}
+
+TEST_CASE("checkpoint: writes go only to regular files, through a temp file of this process") {
+  const ref::Config c = ckpt_config(ref::Balance::lossfree, ref::BiasKind::add);
+  uint64_t pos = 0;
+  const std::string path = dir() + "/w.st", link = dir() + "/w_link.st";
+  std::unique_ptr<ref::Model> m = trained_and_saved(c, path, &pos);
+  REQUIRE(symlink(path.c_str(), link.c_str()) == 0);
+  const std::string before = slurp(path);
+  CHECK(contains(error_of([&] { ref::save_checkpoint(link, *m, ref::TrainState{3, pos}); }), "is a symbolic link"));
+  CHECK(slurp(path) == before);
+  struct stat st;
+  CHECK(lstat(link.c_str(), &st) == 0);
+  CHECK(S_ISLNK(st.st_mode));  // the link itself is untouched
+  CHECK(contains(error_of([&] { ref::save_checkpoint(dir(), *m, ref::TrainState{3, pos}); }), "is a directory"));
+  // A temp file of a dead process is removed by the next save; one of a live process is kept.
+  const std::string stale = path + ".tmp.999999999", live = path + ".tmp.1";  // no such pid / init
+  spit(stale, "half");
+  spit(live, "half");
+  ref::save_checkpoint(path, *m, ref::TrainState{3, pos});
+  CHECK(!std::ifstream(stale).good());
+  CHECK(std::ifstream(live).good());
+  CHECK(!std::ifstream(path + ".tmp." + std::to_string(getpid())).good());
+  std::remove(live.c_str());
+  std::remove(link.c_str());
   std::remove(path.c_str());
 }

@@ -123,7 +123,27 @@ def read_safetensors(path):
         if e - b != int(np.prod(shape, dtype=np.int64)) * dt.itemsize or b < 0 or base + e > len(data):
             raise DumpError(f'{path}: tensor {name} shape {shape} does not fit its data_offsets {[b, e]}')
         tensors[name] = np.frombuffer(data, dtype=dt, count=(e - b) // dt.itemsize, offset=base + b).reshape(shape)
+    if 'crc32:__header__' in meta:  # lfmoe's checksums (docs/FORMAT.md, "Checksums"), verified with zlib
+        _verify_checksums(path, data, base, header, meta)
     return tensors, meta
+
+
+def _verify_checksums(path, data, base, header, meta):
+    import zlib
+    text = b''
+    for k in sorted(meta, key=lambda k: k.encode()):
+        if k != 'crc32:__header__':
+            text += k.encode() + b'\0' + str(meta[k]).encode() + b'\0'
+    for name in sorted(header, key=lambda k: k.encode()):
+        t = header[name]
+        text += (f"{name}\0{t['dtype']}\0{','.join(str(d) for d in t['shape'])}\0"
+                 f"{t['data_offsets'][0]}\0{t['data_offsets'][1]}\0").encode()
+    if '%08x' % zlib.crc32(text) != meta['crc32:__header__']:
+        raise DumpError(f'{path}: header checksum mismatch: the metadata or the tensor table was changed or damaged')
+    for name, t in header.items():
+        b, e = t['data_offsets']
+        if meta.get('crc32:' + name) != '%08x' % zlib.crc32(data[base + b:base + e]):
+            raise DumpError(f'{path}: tensor {name}: checksum mismatch (or none): its data was changed or damaged')
 
 
 def write_safetensors(path, tensors, meta):
