@@ -43,4 +43,4 @@ for f in /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0 
   [ -f "$f" ] && BIG+=("$f")
 done
 node $ORACLE/real_tokenizers.js --tokenize "$BIN" --tmp "$TMP" --real-dir $REAL/node_modules \
-  --big-limit "${CHECK_REAL_TOKENIZERS_CHARS:-1100000}" --variant-big-limit 131072 --big "${BIG[@]}"
+  --big-limit "${CHECK_REAL_TOKENIZERS_CHARS:-1000000}" --variant-big-limit 131072 --big "${BIG[@]}"

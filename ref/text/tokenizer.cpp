@@ -588,6 +588,10 @@ struct TokenizerLoader {
           refuse(w + "." + k, "expected a non-negative integer");
         (std::string(k) == "start" ? step.start : step.stop) = (uint64_t)v->as_int();
       }
+      // HF's Strip::decode_chain indexes from the end without a bound check: with stop > 0 it
+      // panics on a token made only of `content` characters (an empty one included), so no
+      // implementation can match it there.
+      if (step.stop > 0) refuse(w + ".stop", "Strip with stop > 0 is not supported (HF tokenizers 0.23 panics on short tokens with it)");
     } else if (type == "Metaspace") {
       check_keys(d, {"type", "replacement", "add_prefix_space", "prepend_scheme", "split", "str_rep"}, w);
       step.kind = D::Metaspace;
