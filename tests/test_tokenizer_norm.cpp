@@ -243,3 +243,36 @@ TEST_CASE("tokenizer: refusals of the SentencePiece-era features, by name and JS
   sp.decoder = "null";
   CHECK(error_of([&] { sp.load().decode({3}); }).find("has no decoder") != std::string::npos);
 }
+
+TEST_CASE("tokenizer: long pre-tokens are cut before \"▁\" only where no merge can cross") {
+  // Without a pre-tokenizer a whole text is one word; encode cuts it before each "▁" that follows
+  // another character (for the cache), which is exact only when no token has such a "▁" inside.
+  Sp sp;
+  sp.normalizer = "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"" + kMeta + "\"}," + replace_json("String", " ", kMeta) + "]}";
+  ref::Tokenizer t = sp.load();
+  std::string text;
+  for (int i = 0; i < 200; i++) text += i % 3 ? "ab " : "ab  ";
+  Ids want;
+  uint32_t ab = (uint32_t)t.token_id(kMeta + "ab"), meta_id = (uint32_t)t.token_id(kMeta);
+  for (int i = 0; i < 200; i++) {
+    want.push_back(ab);                       // "▁ab"
+    if (i % 3 == 0) want.push_back(meta_id);  // two spaces: "▁▁ab" is "▁" + "▁ab"
+  }
+  want.push_back(meta_id);  // the trailing space
+  CHECK(t.encode(text) == want);
+  // A token "b▁a" (merge "b ▁a") crosses such a place: then the word must not be cut.
+  std::string j = sp.json();
+  size_t at = j.find("\"<0x+A>\":271");
+  REQUIRE(at != std::string::npos);
+  j.insert(at + std::string("\"<0x+A>\":271").size(), ",\"b\xE2\x96\x81" "a\":272");
+  at = j.find("\"merges\":[");
+  REQUIRE(at != std::string::npos);
+  j.insert(at + 10, "\"b \xE2\x96\x81" "a\",");
+  ref::Tokenizer crossing = ref::Tokenizer::from_json(j);
+  std::string word;
+  for (int i = 0; i < 100; i++) word += "b a";  // normalized: "▁b▁ab▁ab▁a..."
+  Ids ids = crossing.encode(word);
+  REQUIRE(ids.size() == 101);
+  CHECK(ids[0] == (uint32_t)crossing.token_id(kMeta));
+  for (size_t i = 1; i < ids.size(); i++) CHECK(ids[i] == 272);  // "b▁a": merged across the "▁"
+}

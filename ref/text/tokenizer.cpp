@@ -646,6 +646,16 @@ struct TokenizerLoader {
     }
     // Single characters of the Basic Multilingual Plane: covers the byte-level alphabet and
     // SentencePiece vocabularies ("▁" is U+2581, CJK is below U+10000).
+    // The "▁" cut of long pre-tokens (encode_word_cached) is exact when "▁" is a token and no
+    // token has a "▁" preceded by another character; ignore_merges is excluded there.
+    const std::string mark = "\xE2\x96\x81";
+    bool mark_ok = !t.ignore_merges_ && t.vocab_.count(mark);
+    for (const auto& kv : t.vocab_) {
+      if (!mark_ok) break;
+      for (size_t p = kv.first.find(mark, 1); p != std::string::npos && mark_ok; p = kv.first.find(mark, p + 3))
+        if (p < 3 || kv.first.compare(p - 3, 3, mark) != 0) mark_ok = false;
+    }
+    t.split_mark_ = mark_ok ? mark : "";
     t.char_id_.assign(0x10000, -1);
     for (uint32_t cp = 0; cp < 0x10000; cp++) {
       if (cp >= 0xD800 && cp <= 0xDFFF) continue;
@@ -683,6 +693,7 @@ struct TokenizerLoader {
     for (size_t i = 0; i < t.dec_.size(); i++) os << (i ? ", " : "") << dec_names[t.dec_[i].kind];
     os << "]";
     t.summary_ = os.str();
+    if (t.has_decoder_ && !t.decoder_bytes_only_) t.prepare_decoder();
   }
 };
 
@@ -1149,7 +1160,29 @@ thread_local WordCache tl_cache;
 }  // namespace
 
 void Tokenizer::encode_word_cached(const std::string& word, std::vector<uint32_t>& out) const {
-  if (word.size() > kCacheMaxWord) {  // long words (a whole text without pre-tokenizer) are rarely seen twice
+  if (word.size() > kCacheMaxWord) {
+    // A long pre-token (a whole text piece when there is no pre-tokenizer, as Llama-2). When no
+    // vocabulary token has a "▁" right after another character (checked at load: split_mark_),
+    // no merge can join across such a place, and each side's merges are the same alone: BPE of
+    // the word is BPE of its pieces cut before every such "▁", and the pieces can be cached.
+    // (Not with ignore_merges: a piece that is a vocabulary token would be emitted whole.)
+    const std::string& m = split_mark_;
+    if (!m.empty()) {
+      size_t start = 0;
+      for (size_t p = word.find(m, 1); p != std::string::npos; p = word.find(m, p + m.size())) {
+        if (p >= m.size() && word.compare(p - m.size(), m.size(), m) == 0) continue;  // "▁▁": no cut
+        encode_piece_cached(word.substr(start, p - start), out);
+        start = p;
+      }
+      encode_piece_cached(word.substr(start), out);
+      return;
+    }
+  }
+  encode_piece_cached(word, out);
+}
+
+void Tokenizer::encode_piece_cached(const std::string& word, std::vector<uint32_t>& out) const {
+  if (word.size() > kCacheMaxWord) {  // long words are rarely seen twice
     bpe(word, out);
     return;
   }
@@ -1285,12 +1318,43 @@ std::string Tokenizer::decode(const std::vector<uint32_t>& ids) const {
     for (uint32_t id : ids) out += id_bytes_[id];
     return out;
   }
+  // The leading per-token steps were applied to every token at load (id_dec_); then
+  // ByteFallback + Fuse (Llama-2's chain) is one pass: byte tokens give their byte, others
+  // their string, all joined.
+  size_t k = dec_prefix_;
   std::vector<std::string> toks;
-  toks.reserve(ids.size());
-  for (uint32_t id : ids) toks.push_back(id_to_token_[id]);
-  for (const DecStep& d : dec_) decode_step(d, toks);
+  if (k + 1 < dec_.size() && dec_[k].kind == DecStep::ByteFallback && dec_[k + 1].kind == DecStep::Fuse) {
+    for (uint32_t id : ids) {
+      if (id_dec_byte_[id] >= 0) out += (char)id_dec_byte_[id];
+      else out += id_dec_[id];
+    }
+    toks.push_back(std::move(out));
+    k += 2;
+  } else {
+    toks.reserve(ids.size());
+    for (uint32_t id : ids) toks.push_back(id_dec_[id]);
+  }
+  for (; k < dec_.size(); k++) decode_step(dec_[k], toks);
+  out.clear();
   for (const std::string& t : toks) out += t;
   return out;
+}
+
+// Applies the decoder's leading per-token steps (Replace, Strip: each token on its own, whatever
+// its position) to every token once, for decode.
+void Tokenizer::prepare_decoder() {
+  dec_prefix_ = 0;
+  while (dec_prefix_ < dec_.size() && (dec_[dec_prefix_].kind == DecStep::Replace || dec_[dec_prefix_].kind == DecStep::Strip))
+    dec_prefix_++;
+  id_dec_.assign(id_to_token_.size(), std::string());
+  id_dec_byte_.assign(id_to_token_.size(), -1);
+  for (size_t id = 0; id < id_to_token_.size(); id++) {
+    if (id_to_token_[id].empty()) continue;
+    std::vector<std::string> one{id_to_token_[id]};
+    for (size_t k = 0; k < dec_prefix_; k++) decode_step(dec_[k], one);
+    id_dec_[id] = one[0];
+    id_dec_byte_[id] = (int16_t)byte_fallback_value(one[0]);
+  }
 }
 
 }  // namespace ref

@@ -132,6 +132,10 @@ class Tokenizer {
   bool has_decoder_ = false;
   bool decoder_bytes_only_ = false;  // the decoder is a single ByteLevel: id_bytes_ concatenated
   std::vector<DecStep> dec_;
+  size_t dec_prefix_ = 0;              // leading per-token decoder steps, applied at load:
+  std::vector<std::string> id_dec_;    //   each token's string after them
+  std::vector<int16_t> id_dec_byte_;   //   and its byte if it then is a <0xHH> token, else -1
+  std::string split_mark_;  // "▁" when long pre-tokens may be cut before it (see encode_word_cached)
   // Ids
   std::vector<std::string> id_to_token_;
   std::vector<std::string> id_bytes_;   // what decode emits for each id
@@ -146,7 +150,9 @@ class Tokenizer {
   std::string normalize_piece(const std::string& s) const;
   void pretokenize_segment(const std::string& text, bool first, std::vector<std::string>& words) const;
   void bpe(const std::string& word, std::vector<uint32_t>& out) const;
+  void prepare_decoder();
   void encode_word_cached(const std::string& word, std::vector<uint32_t>& out) const;
+  void encode_piece_cached(const std::string& word, std::vector<uint32_t>& out) const;
 
   friend struct TokenizerLoader;
 };
