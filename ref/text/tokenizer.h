@@ -1,4 +1,4 @@
-// tokenizer.h — byte-level BPE tokenizer that loads HuggingFace tokenizer.json files.
+// tokenizer.h — BPE tokenizer (byte-level or SentencePiece-style) that loads HuggingFace tokenizer.json files.
 //
 // encode(text) returns exactly the ids of HF `tokenizer.encode(text, add_special_tokens=False)`
 // for the tokenizer.json features listed in docs/TOKENIZER.md; every other feature is refused at
@@ -120,7 +120,7 @@ class Tokenizer {
   int64_t unk_id_ = -1;
   bool fuse_unk_ = false;
   bool byte_fallback_ = false;
-  int32_t byte_token_[256];  // id of "<0xHH>" per byte, -1 if absent (byte_fallback)
+  int32_t byte_token_[256] = {};  // id of "<0xHH>" per byte, -1 if absent (byte_fallback)
   // Added tokens
   std::vector<AddedToken> added_;
   std::unordered_map<std::string, uint32_t> added_ids_;
