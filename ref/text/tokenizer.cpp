@@ -1072,15 +1072,30 @@ void Tokenizer::pretokenize_segment(const std::string& text, bool first, std::ve
 // ---------------------------------------------------------------------------------------------
 // Repeatedly merges the adjacent pair with the lowest merge rank (leftmost on ties), using a
 // heap of candidate pairs and a linked list of symbols; stale heap entries are skipped.
+namespace {
+struct BpeSymbol { uint32_t id; int32_t prev, next; bool alive; };
+struct BpeCand { uint32_t rank; int32_t pos; uint32_t new_id; };
+// Per-thread buffers of bpe(), reused from call to call (a cold cache calls it once per new word).
+struct BpeScratch {
+  std::vector<BpeSymbol> sym;
+  std::vector<BpeCand> heap;
+  std::vector<uint32_t> cps, offsets;
+};
+thread_local BpeScratch tl_bpe;
+}  // namespace
+
 void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
   if (ignore_merges_) {  // HF: a pre-token that is itself in the vocabulary is emitted whole
     auto it = vocab_.find(word);
     if (it != vocab_.end()) { out.push_back(it->second); return; }
   }
-  struct Symbol { uint32_t id; int32_t prev, next; bool alive; };
-  std::vector<Symbol> sym;
-  sym.reserve(word.size());
-  std::vector<uint32_t> cps, offsets;
+  using Symbol = BpeSymbol;
+  using Cand = BpeCand;
+  BpeScratch& scratch = tl_bpe;
+  std::vector<Symbol>& sym = scratch.sym;
+  std::vector<uint32_t>& cps = scratch.cps;
+  std::vector<uint32_t>& offsets = scratch.offsets;
+  sym.clear();
   decode_utf8(word, cps, offsets);
   auto add = [&](uint32_t id) {
     int32_t k = (int32_t)sym.size();
@@ -1120,19 +1135,27 @@ void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
   if (sym.empty()) return;
   sym.back().next = -1;
 
-  struct Cand { uint32_t rank; int32_t pos; uint32_t new_id; };
+  // A min-heap on (rank, position) kept in the scratch vector (std::push_heap / pop_heap with
+  // "worse" as the less-than: the best candidate is at the front).
   auto worse = [](const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; };
-  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
+  std::vector<Cand>& heap = scratch.heap;
+  heap.clear();
+  auto push = [&](const Cand& c) {
+    heap.push_back(c);
+    std::push_heap(heap.begin(), heap.end(), worse);
+  };
   auto lookup = [&](uint32_t a, uint32_t b) -> const Merge* {
     auto it = merges_.find((uint64_t)a << 32 | b);
     return it == merges_.end() ? nullptr : &it->second;
   };
   for (size_t i = 0; i + 1 < sym.size(); i++)
-    if (const Merge* m = lookup(sym[i].id, sym[i + 1].id)) heap.push({m->rank, (int32_t)i, m->new_id});
+    if (const Merge* m = lookup(sym[i].id, sym[i + 1].id)) heap.push_back({m->rank, (int32_t)i, m->new_id});
+  std::make_heap(heap.begin(), heap.end(), worse);
 
   while (!heap.empty()) {
-    Cand top = heap.top();
-    heap.pop();
+    std::pop_heap(heap.begin(), heap.end(), worse);
+    Cand top = heap.back();
+    heap.pop_back();
     Symbol& left = sym[top.pos];
     if (!left.alive || left.next < 0) continue;
     Symbol& right = sym[left.next];
@@ -1143,9 +1166,9 @@ void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
     left.next = right.next;
     if (left.next >= 0) sym[left.next].prev = top.pos;
     if (left.prev >= 0)
-      if (const Merge* pm = lookup(sym[left.prev].id, left.id)) heap.push({pm->rank, left.prev, pm->new_id});
+      if (const Merge* pm = lookup(sym[left.prev].id, left.id)) push({pm->rank, left.prev, pm->new_id});
     if (left.next >= 0)
-      if (const Merge* nm = lookup(left.id, sym[left.next].id)) heap.push({nm->rank, top.pos, nm->new_id});
+      if (const Merge* nm = lookup(left.id, sym[left.next].id)) push({nm->rank, top.pos, nm->new_id});
   }
   for (const Symbol& s : sym)
     if (s.alive) out.push_back(s.id);
