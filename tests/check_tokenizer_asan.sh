@@ -92,12 +92,18 @@ mutate unigram "t['model']={'type':'Unigram','unk_id':0,'vocab':[['<unk>',0.0]]}
 expect 1 "'Unigram' is not supported" $TOK info --tokenizer "$T/unigram.json"
 mutate wordlevel "t['model']['type']='WordLevel'"
 expect 1 "'WordLevel' is not supported" $TOK info --tokenizer "$T/wordlevel.json"
-mutate nfkc "t['normalizer']={'type':'NFKC'}"
-expect 1 "normalizer: type 'NFKC' is not supported" $TOK info --tokenizer "$T/nfkc.json"
-mutate lower "t['normalizer']={'type':'Sequence','normalizers':[{'type':'Lowercase'}]}"
-expect 1 "type 'Lowercase' is not supported" $TOK info --tokenizer "$T/lower.json"
-mutate metaspace "t['pre_tokenizer']={'type':'Metaspace','replacement':'_','prepend_scheme':'always','split':True}"
-expect 1 "pre-tokenizer type 'Metaspace' is not supported" $TOK info --tokenizer "$T/metaspace.json"
+mutate bert "t['normalizer']={'type':'BertNormalizer','clean_text':True,'handle_chinese_chars':True,'strip_accents':None,'lowercase':True}"
+expect 1 "normalizer: normalizer type 'BertNormalizer' is not supported" $TOK info --tokenizer "$T/bert.json"
+mutate accents "t['normalizer']={'type':'Sequence','normalizers':[{'type':'NFD'},{'type':'StripAccents'}]}"
+expect 1 "normalizer.normalizers[1]: normalizer type 'StripAccents' is not supported" $TOK info --tokenizer "$T/accents.json"
+mutate version "t['version']='2.0'"
+expect 1 "unknown tokenizer version '2.0'" $TOK info --tokenizer "$T/version.json"
+mutate metabyte "t['pre_tokenizer']['pretokenizers'].append({'type':'Metaspace','replacement':'_','prepend_scheme':'always','split':True})"
+expect 1 "both ByteLevel and Metaspace" $TOK info --tokenizer "$T/metabyte.json"
+mutate metaprefix "t['pre_tokenizer']={'type':'Metaspace','replacement':'_','add_prefix_space':False}"
+expect 1 "add_prefix_space: false contradicts prepend_scheme" $TOK info --tokenizer "$T/metaprefix.json"
+mutate stripstop "t['decoder']={'type':'Sequence','decoders':[{'type':'ByteFallback'},{'type':'Strip','content':' ','start':1,'stop':1}]}"
+expect 1 "decoder.decoders[1].stop: Strip with stop > 0" $TOK info --tokenizer "$T/stripstop.json"
 mutate whitespace "t['pre_tokenizer']['pretokenizers'][0]={'type':'WhitespaceSplit'}"
 expect 1 "pre-tokenizer type 'WhitespaceSplit' is not supported" $TOK info --tokenizer "$T/whitespace.json"
 for case in "lookbehind|(?<=a)b" "backref|(a)\\\\1" "han|\\\\p{Han}+" "posix|[[:upper:]]+" "wordb|\\\\bx" "inline|(?i)abc" "classand|[a-z&&[^e]]" "unclosed|(ab" "badrep|a{2,1}"; do
@@ -117,8 +123,8 @@ expect 1 "too short multibyte code string" $TOK info --tokenizer "$T/re_byte.jso
 # A pattern that backtracks exponentially: the budget stops it with a message (HF aborts).
 mutate re_budget "t['pre_tokenizer']['pretokenizers'][0]['pattern']={'Regex':'(?:a|aa)+b'}"
 python3 -c "print('a'*3000)" >"$T/stdin"; expect 1 "backtracking limit exceeded" $TOK encode --tokenizer "$T/re_budget.json"
-mutate nobytelevel "t['pre_tokenizer']={'type':'Split','pattern':{'Regex':'\\\\s+'},'behavior':'Isolated','invert':False}"
-expect 1 "no ByteLevel step" $TOK info --tokenizer "$T/nobytelevel.json"
+mutate twobytelevel "t['pre_tokenizer']['pretokenizers'].append(t['pre_tokenizer']['pretokenizers'][-1])"
+expect 1 "more than one ByteLevel step" $TOK info --tokenizer "$T/twobytelevel.json"
 mutate behavior "t['pre_tokenizer']['pretokenizers'][0]['behavior']='Sideways'"
 expect 1 "unknown split behavior 'Sideways'" $TOK info --tokenizer "$T/behavior.json"
 mutate merge "t['model']['merges'][5]=['zzzunknown','q']"
@@ -157,6 +163,35 @@ n=$((n + 1))
 if cmp -s "$T/invalid.txt" "$T/invalid.back"; then echo "ok   invalid UTF-8 + random bytes: decode(encode(x)) == x"
 else echo "FAIL invalid UTF-8 text does not round-trip"; fails=$((fails + 1)); fi
 : >"$T/empty.txt"; expect 0 "" $TOK encode --tokenizer "$T/tok.json" --in "$T/empty.txt"
+# The same bytes through a SentencePiece-style BPE (no pre-tokenizer, byte_fallback, decoders
+# ByteFallback + Fuse): every byte that is no character of the vocabulary is a <0xHH> token, so
+# the round trip is exact too. Then with every normalizer and Metaspace (only: runs clean).
+python3 - "$T" <<'EOF'
+import json, sys
+vocab = {'<unk>': 0}
+for b in range(256): vocab['<0x%02X>' % b] = len(vocab)
+for c in 'abcdefghijklmnopqrstuvwxyz \u2581\u00e9\u4e2d': vocab.setdefault(c, len(vocab))
+vocab['\u2581a'] = len(vocab); vocab['ab'] = len(vocab)
+t = {'version': '1.0', 'truncation': None, 'padding': None, 'added_tokens': [], 'normalizer': None, 'pre_tokenizer': None,
+     'post_processor': None, 'decoder': {'type': 'Sequence', 'decoders': [{'type': 'ByteFallback'}, {'type': 'Fuse'}]},
+     'model': {'type': 'BPE', 'dropout': None, 'unk_token': '<unk>', 'fuse_unk': True, 'byte_fallback': True, 'vocab': vocab,
+               'merges': [['\u2581', 'a'], ['a', 'b']]}}
+open(sys.argv[1] + '/sp.json', 'w').write(json.dumps(t))
+t['normalizer'] = {'type': 'Sequence', 'normalizers': [{'type': 'NFKC'}, {'type': 'Lowercase'}, {'type': 'NFD'}, {'type': 'Strip', 'strip_left': True, 'strip_right': True},
+                   {'type': 'Replace', 'pattern': {'Regex': '\\s+'}, 'content': ' '}, {'type': 'Prepend', 'prepend': '\u2581'}, {'type': 'NFKD'}, {'type': 'NFC'}]}
+t['pre_tokenizer'] = {'type': 'Metaspace', 'replacement': '\u2581', 'prepend_scheme': 'always', 'split': True}
+t['decoder'] = {'type': 'Sequence', 'decoders': [{'type': 'Metaspace', 'replacement': '\u2581', 'prepend_scheme': 'always', 'split': True},
+                {'type': 'Replace', 'pattern': {'String': 'ab'}, 'content': 'x'}, {'type': 'ByteFallback'}, {'type': 'Fuse'}, {'type': 'Strip', 'content': ' ', 'start': 3, 'stop': 0}]}
+t['added_tokens'] = [{'id': len(vocab), 'content': '<X>', 'single_word': False, 'lstrip': True, 'rstrip': True, 'normalized': True, 'special': False}]
+open(sys.argv[1] + '/sp_norm.json', 'w').write(json.dumps(t))
+EOF
+expect 0 "" $TOK encode --tokenizer "$T/sp.json" --in "$T/invalid.txt" --out "$T/sp.ids"
+expect 0 "" $TOK decode --tokenizer "$T/sp.json" --in "$T/sp.ids" --out "$T/sp.back"
+n=$((n + 1))
+if cmp -s "$T/invalid.txt" "$T/sp.back"; then echo "ok   invalid UTF-8 + random bytes, byte_fallback BPE: decode(encode(x)) == x"
+else echo "FAIL invalid UTF-8 text does not round-trip through the byte_fallback BPE"; fails=$((fails + 1)); fi
+expect 0 "" $TOK encode --tokenizer "$T/sp_norm.json" --in "$T/invalid.txt" --out "$T/spn.ids"
+expect 0 "" $TOK decode --tokenizer "$T/sp_norm.json" --in "$T/spn.ids" --out "$T/spn.back"
 
 # --- shards ---------------------------------------------------------------------------------------
 mkdir -p "$T/s"; cp "$T/val.bin" "$T/s/val.bin"

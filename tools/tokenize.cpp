@@ -1,4 +1,4 @@
-// tokenize.cpp — command-line front end for ref::Tokenizer (HF tokenizer.json, byte-level BPE).
+// tokenize.cpp — command-line front end for ref::Tokenizer (HF tokenizer.json, byte-level or SentencePiece-style BPE).
 //
 //   build/tokenize encode      --tokenizer T.json [--in FILE|-] [--out FILE|-] [--jsonl]
 //   build/tokenize decode      --tokenizer T.json [--in FILE|-] [--out FILE|-] [--jsonl]

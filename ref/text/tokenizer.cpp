@@ -7,12 +7,14 @@
 
 #include <algorithm>   // std::max, std::sort
 #include <atomic>      // serial numbers for the per-thread caches
+#include <cstdio>      // snprintf
 #include <fstream>     // std::ifstream
 #include <queue>       // std::priority_queue
 #include <sstream>     // std::ostringstream
 #include <stdexcept>   // std::runtime_error
 
 #include "ref/io/json.h"
+#include "ref/text/normalize.h"
 #include "ref/text/unicode_tables.h"
 
 namespace ref {
@@ -177,16 +179,30 @@ struct TokenizerLoader {
       if (v && !v->is(json::Value::Null))
         refuse(k, "is set; HF would truncate/pad the ids. Set it to null in the file (this loader encodes plain text)");
     }
+    // HF refuses any other serialization version ("Unknown tokenizer version '2.0'"); a file
+    // without the key loads.
+    if (const json::Value* v = root.find("version")) {
+      if (!v->is(json::Value::String)) refuse("version", "expected the string \"1.0\"");
+      if (v->str != "1.0")
+        refuse("version", "unknown tokenizer version '" + v->str + "' (HF tokenizers reads only \"1.0\" and refuses this file too)");
+    }
     const json::Value* model = root.find("model");
     if (!model) refuse("tokenizer.json", "missing key 'model'");
     load_model(*model);
+    // The normalizer first: normalized=true added tokens are matched by their normalized content.
+    const json::Value* norm = root.find("normalizer");
+    if (norm && !norm->is(json::Value::Null)) load_normalizer(*norm, "normalizer");
     load_added_tokens(root.find("added_tokens"));
-    load_normalizer(root.find("normalizer"));
     const json::Value* pre = root.find("pre_tokenizer");
     if (pre && !pre->is(json::Value::Null)) load_pre_tokenizer(*pre, "pre_tokenizer");
     check_pipeline();
     load_post_processor(root.find("post_processor"), "post_processor");
-    load_decoder(root.find("decoder"));
+    const json::Value* dec = root.find("decoder");
+    if (dec && !dec->is(json::Value::Null)) {
+      load_decoder(*dec, "decoder");
+      t.has_decoder_ = true;
+      t.decoder_bytes_only_ = t.dec_.size() == 1 && t.dec_[0].kind == Tokenizer::DecStep::ByteLevel;
+    }
     build_id_tables();
   }
 
@@ -204,7 +220,7 @@ struct TokenizerLoader {
     const json::Value* dropout = m.find("dropout");
     if (dropout && !dropout->is(json::Value::Null) && !(dropout->is(json::Value::Number) && dropout->num == 0.0))
       refuse(w + ".dropout", "BPE dropout is random at encode time; set it to null");
-    if (get_bool(m, "byte_fallback", false, w)) refuse(w + ".byte_fallback", "byte_fallback=true is not supported (byte-level BPE does not need it)");
+    t.byte_fallback_ = get_bool(m, "byte_fallback", false, w);
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"}) {
       const json::Value* v = m.find(k);
       if (v && !v->is(json::Value::Null) && !(v->is(json::Value::String) && v->str.empty()))
@@ -220,6 +236,14 @@ struct TokenizerLoader {
       auto it = t.vocab_.find(unk->str);
       if (it == t.vocab_.end()) refuse(w + ".unk_token", "'" + unk->str + "' is not in model.vocab");
       t.unk_id_ = it->second;
+    }
+    // byte_fallback: an unknown character becomes the tokens "<0xHH>" of its UTF-8 bytes (HF
+    // formats them with {:#04X}: "<0x0A>"), when all of them are in the vocabulary.
+    for (int b = 0; b < 256; b++) {
+      char name[8];
+      snprintf(name, sizeof name, "<0x%02X>", b);
+      auto it = t.vocab_.find(name);
+      t.byte_token_[b] = it == t.vocab_.end() ? -1 : (int32_t)it->second;
     }
   }
 
@@ -310,8 +334,21 @@ struct TokenizerLoader {
       t.added_ids_[tok.content] = tok.id;
       t.added_.push_back(tok);
     }
-    for (size_t k = 0; k < t.added_.size(); k++)
-      add_to_trie(t.added_[k].normalized ? t.trie_normalized_ : t.trie_raw_, t.added_[k].content, (int32_t)k);
+    // HF (AddedVocabulary::add_tokens) matches a normalized=true token by its content passed
+    // through the normalizer ("<x>" is looked for as "▁<x>" after a Prepend("▁")).
+    std::unordered_map<std::string, size_t> normalized_seen;
+    for (size_t k = 0; k < t.added_.size(); k++) {
+      Tokenizer::AddedToken& a = t.added_[k];
+      a.form = a.content;
+      if (!a.normalized) { add_to_trie(t.trie_raw_, a.content, (int32_t)k); continue; }
+      std::string pattern = t.normalize_piece(a.content);
+      a.form = pattern;
+      const std::string w = "added_tokens[" + json::quote(a.content) + "]";
+      if (pattern.empty()) refuse(w, "normalized=true, and the normalizer makes its content empty; set normalized to false");
+      if (!normalized_seen.emplace(pattern, k).second)
+        refuse(w, "normalized=true, and its normalized content " + json::quote(pattern) + " equals that of another added token");
+      add_to_trie(t.trie_normalized_, pattern, (int32_t)k);
+    }
   }
 
   static void add_to_trie(Tokenizer::Trie& trie, const std::string& s, int32_t token) {
@@ -331,18 +368,61 @@ struct TokenizerLoader {
   }
 
   // --- normalizer, pre-tokenizer, post-processor, decoder --------------------------------------
-  void load_normalizer(const json::Value* n) {
-    if (!n || n->is(json::Value::Null)) return;
-    const std::string& type = get_str(*n, "type", "normalizer");
-    if (type == "Sequence") {  // an empty Sequence (DeepSeek-V3) is the identity
-      const json::Value* list = n->find("normalizers");
-      if (list && list->is(json::Value::Array) && list->arr.empty()) return;
-      if (list && list->is(json::Value::Array))
-        for (const json::Value& sub : list->arr) load_normalizer(&sub);
+  // A Sequence is flattened: applying its normalizers one after the other is what HF does.
+  void load_normalizer(const json::Value& n, const std::string& w) {
+    const std::string& type = get_str(n, "type", w);
+    Tokenizer::NormStep step;
+    using N = Tokenizer::NormStep;
+    if (type == "Sequence") {
+      check_keys(n, {"type", "normalizers"}, w);
+      const json::Value* list = n.find("normalizers");
+      if (!list || !list->is(json::Value::Array)) refuse(w, "Sequence needs an array 'normalizers'");
+      for (size_t i = 0; i < list->arr.size(); i++) load_normalizer(list->arr[i], w + ".normalizers[" + std::to_string(i) + "]");
       return;
     }
-    refuse("normalizer", "type '" + type + "' is not supported (only null or an empty Sequence); "
-                         "this loader does no Unicode normalization, so NFC/NFKC/Lowercase/Replace... would change the ids");
+    if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD" || type == "Lowercase") {
+      check_keys(n, {"type"}, w);
+      step.kind = type == "NFC" ? N::NFC : type == "NFD" ? N::NFD : type == "NFKC" ? N::NFKC : type == "NFKD" ? N::NFKD : N::Lowercase;
+    } else if (type == "Strip") {
+      check_keys(n, {"type", "strip_left", "strip_right"}, w);
+      step.kind = N::Strip;
+      for (const char* k : {"strip_left", "strip_right"})
+        if (!n.find(k)) refuse(w, std::string("Strip needs '") + k + "' (true/false); HF refuses the file without it");
+      step.strip_left = get_bool(n, "strip_left", false, w);
+      step.strip_right = get_bool(n, "strip_right", false, w);
+    } else if (type == "Replace") {
+      check_keys(n, {"type", "pattern", "content"}, w);
+      step.kind = N::Replace;
+      load_replace_pattern(n, w, &step.literal, &step.regex);
+      step.content = get_str(n, "content", w);
+    } else if (type == "Prepend") {
+      check_keys(n, {"type", "prepend"}, w);
+      step.kind = N::Prepend;
+      step.content = get_str(n, "prepend", w);
+    } else {
+      refuse(w, "normalizer type '" + type + "' is not supported (supported: NFC, NFD, NFKC, NFKD, Lowercase, Strip, "
+                "Replace, Prepend, Sequence; not BertNormalizer, StripAccents, Nmt, Precompiled, ByteLevel)");
+    }
+    t.norm_.push_back(std::move(step));
+  }
+
+  // Replace's pattern (normalizer and decoder): {"String": s} is the literal s, {"Regex": r} an
+  // Oniguruma regex (same subset as Split).
+  void load_replace_pattern(const json::Value& p, const std::string& w, std::string* literal,
+                            std::shared_ptr<const Regex>* regex) {
+    const json::Value* pat = p.find("pattern");
+    if (!pat || !pat->is(json::Value::Object) || pat->obj.size() != 1 || !pat->obj[0].second.is(json::Value::String))
+      refuse(w + ".pattern", "expected {\"String\": \"...\"} or {\"Regex\": \"...\"}");
+    const std::string& kind = pat->obj[0].first;
+    const std::string& text = pat->obj[0].second.str;
+    if (text.empty()) refuse(w + ".pattern", "empty pattern (HF would insert the content between every character); not supported");
+    if (kind == "String") { *literal = text; return; }
+    if (kind != "Regex") refuse(w + ".pattern", "unknown pattern kind '" + kind + "' (expected String or Regex)");
+    try {
+      *regex = std::make_shared<Regex>(text);
+    } catch (const std::exception& e) {
+      refuse(w + ".pattern", e.what());
+    }
   }
 
   void load_pre_tokenizer(const json::Value& p, const std::string& w) {
@@ -367,12 +447,33 @@ struct TokenizerLoader {
       step.regex = std::make_shared<Regex>(load_split_pattern(p, w));
       step.behavior = load_behavior(get_str(p, "behavior", w), w + ".behavior");
       step.invert = get_bool(p, "invert", false, w);
+    } else if (type == "Metaspace") {
+      // HF's deserializer: prepend_scheme defaults to "always", split to true; the legacy
+      // add_prefix_space=false means "never" and contradicts any other prepend_scheme.
+      check_keys(p, {"type", "replacement", "add_prefix_space", "prepend_scheme", "split", "str_rep"}, w);
+      step.kind = Tokenizer::PreStep::Metaspace;
+      step.replacement = load_char(p, "replacement", w);
+      const json::Value* ps = p.find("prepend_scheme");
+      if (ps && !ps->is(json::Value::Null)) {
+        if (!ps->is(json::Value::String)) refuse(w + ".prepend_scheme", "expected \"first\", \"always\" or \"never\"");
+        if (ps->str == "first") step.prepend_scheme = Tokenizer::Prepend::First;
+        else if (ps->str == "always") step.prepend_scheme = Tokenizer::Prepend::Always;
+        else if (ps->str == "never") step.prepend_scheme = Tokenizer::Prepend::Never;
+        else refuse(w + ".prepend_scheme", "unknown value '" + ps->str + "' (expected first, always or never)");
+      }
+      const json::Value* aps = p.find("add_prefix_space");
+      if (aps && aps->is(json::Value::Bool) && !aps->b) {
+        if (step.prepend_scheme != Tokenizer::Prepend::Never)
+          refuse(w + ".add_prefix_space", "false contradicts prepend_scheme (HF refuses this file: \"add_prefix_space does not match declared prepend_scheme\")");
+      }
+      step.split = get_bool(p, "split", true, w);
+      if (step.prepend_scheme == Tokenizer::Prepend::First) t.needs_first_ = true;
     } else if (type == "Digits") {
       check_keys(p, {"type", "individual_digits"}, w);
       step.kind = Tokenizer::PreStep::Digits;
       step.individual_digits = get_bool(p, "individual_digits", false, w);
     } else {
-      refuse(w, "pre-tokenizer type '" + type + "' is not supported (supported: ByteLevel, Split, Digits, Sequence)");
+      refuse(w, "pre-tokenizer type '" + type + "' is not supported (supported: ByteLevel, Metaspace, Split, Digits, Sequence)");
     }
     t.steps_.push_back(std::move(step));
   }
@@ -402,12 +503,41 @@ struct TokenizerLoader {
     refuse(w, "unknown split behavior '" + b + "'");
   }
 
-  // Byte-level BPE needs the ByteLevel pre-tokenizer to map bytes to its alphabet exactly once.
+  // ByteLevel maps bytes to its alphabet, so it may run at most once. Without it BPE works on
+  // the characters themselves (SentencePiece-style files: Metaspace, or no pre-tokenizer), as HF.
   void check_pipeline() {
-    int n = 0;
-    for (const auto& s : t.steps_) n += s.kind == Tokenizer::PreStep::ByteLevel;
-    if (n == 0) refuse("pre_tokenizer", "has no ByteLevel step; this loader supports byte-level BPE only");
+    int n = 0, meta = 0;
+    for (const auto& s : t.steps_) {
+      n += s.kind == Tokenizer::PreStep::ByteLevel;
+      meta += s.kind == Tokenizer::PreStep::Metaspace;
+    }
     if (n > 1) refuse("pre_tokenizer", "has more than one ByteLevel step (bytes would be mapped twice)");
+    if (n && meta) refuse("pre_tokenizer", "has both ByteLevel and Metaspace steps; not supported");
+    // Metaspace(prepend_scheme first) prepends only to the piece that starts at offset 0 of the
+    // original text (HF: offsets_original().0 == 0). We track that exactly through the raw
+    // added-token split; through a normalizer we only know it when the normalizer keeps the first
+    // character's offset (NFC..NFKD, Lowercase) and no normalized=true added token cuts a piece.
+    if (t.needs_first_ && !t.norm_.empty()) {
+      bool normalized_tokens = !t.trie_normalized_.empty();
+      for (const auto& s : t.norm_) {
+        bool keeps = s.kind == Tokenizer::NormStep::NFC || s.kind == Tokenizer::NormStep::NFD ||
+                     s.kind == Tokenizer::NormStep::NFKC || s.kind == Tokenizer::NormStep::NFKD ||
+                     s.kind == Tokenizer::NormStep::Lowercase;
+        if (!keeps || normalized_tokens)
+          refuse("pre_tokenizer", "Metaspace with prepend_scheme \"first\" after a Strip/Replace/Prepend normalizer, or with "
+                                  "normalized=true added tokens, is not supported (which piece is first then depends on HF's offset alignments)");
+      }
+    }
+  }
+
+  // A single character, as HF's serde `char` (Metaspace replacement, Strip content).
+  std::string load_char(const json::Value& p, const char* key, const std::string& w) {
+    const std::string& s = get_str(p, key, w);
+    std::vector<uint32_t> cps, offsets;
+    decode_utf8(s, cps, offsets);
+    if (cps.size() != 1 || (cps[0] >= 0xD800 && cps[0] <= 0xDFFF))
+      refuse(w + "." + key, "expected exactly one character, got " + json::quote(s));
+    return s;
   }
 
   // Post-processors only add tokens when add_special_tokens=true; our encode is the
@@ -425,11 +555,67 @@ struct TokenizerLoader {
     refuse(w, "type '" + type + "' is not supported");
   }
 
-  void load_decoder(const json::Value* d) {
-    if (!d || d->is(json::Value::Null)) return;  // decode() will refuse
-    const std::string& type = get_str(*d, "type", "decoder");
-    if (type != "ByteLevel") refuse("decoder", "type '" + type + "' is not supported (only ByteLevel or null)");
-    t.has_decoder_ = true;
+  // A Sequence is flattened (HF applies its decoders' decode_chain one after the other).
+  void load_decoder(const json::Value& d, const std::string& w) {
+    const std::string& type = get_str(d, "type", w);
+    using D = Tokenizer::DecStep;
+    D step;
+    if (type == "Sequence") {
+      check_keys(d, {"type", "decoders"}, w);
+      const json::Value* list = d.find("decoders");
+      if (!list || !list->is(json::Value::Array)) refuse(w, "Sequence needs an array 'decoders'");
+      for (size_t i = 0; i < list->arr.size(); i++) load_decoder(list->arr[i], w + ".decoders[" + std::to_string(i) + "]");
+      return;
+    }
+    if (type == "ByteLevel") {
+      check_keys(d, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, w);  // none acts on decode
+      step.kind = D::ByteLevel;
+    } else if (type == "Replace") {
+      check_keys(d, {"type", "pattern", "content"}, w);
+      step.kind = D::Replace;
+      load_replace_pattern(d, w, &step.literal, &step.regex);
+      step.content = get_str(d, "content", w);
+    } else if (type == "ByteFallback" || type == "Fuse") {
+      check_keys(d, {"type"}, w);
+      step.kind = type == "Fuse" ? D::Fuse : D::ByteFallback;
+    } else if (type == "Strip") {
+      check_keys(d, {"type", "content", "start", "stop"}, w);
+      step.kind = D::Strip;
+      step.ch = first_cp(load_char(d, "content", w));
+      for (const char* k : {"start", "stop"}) {
+        const json::Value* v = d.find(k);
+        if (!v || !v->is(json::Value::Number) || v->num < 0 || v->num != (double)(int64_t)v->num)
+          refuse(w + "." + k, "expected a non-negative integer");
+        (std::string(k) == "start" ? step.start : step.stop) = (uint64_t)v->as_int();
+      }
+      // HF's Strip::decode_chain indexes from the end without a bound check: with stop > 0 it
+      // panics on a token made only of `content` characters (an empty one included), so no
+      // implementation can match it there.
+      if (step.stop > 0) refuse(w + ".stop", "Strip with stop > 0 is not supported (HF tokenizers 0.23 panics on short tokens with it)");
+    } else if (type == "Metaspace") {
+      check_keys(d, {"type", "replacement", "add_prefix_space", "prepend_scheme", "split", "str_rep"}, w);
+      step.kind = D::Metaspace;
+      step.ch = first_cp(load_char(d, "replacement", w));
+      const json::Value* ps = d.find("prepend_scheme");
+      const json::Value* aps = d.find("add_prefix_space");
+      std::string scheme = ps && ps->is(json::Value::String) ? ps->str : "always";
+      if (ps && !ps->is(json::Value::Null) && !ps->is(json::Value::String)) refuse(w + ".prepend_scheme", "expected a string");
+      if (scheme != "first" && scheme != "always" && scheme != "never")
+        refuse(w + ".prepend_scheme", "unknown value '" + scheme + "' (expected first, always or never)");
+      if (aps && aps->is(json::Value::Bool) && !aps->b && scheme != "never")
+        refuse(w + ".add_prefix_space", "false contradicts prepend_scheme (HF refuses this file)");
+      step.prepend_never = scheme == "never" || (aps && aps->is(json::Value::Bool) && !aps->b);
+    } else {
+      refuse(w, "decoder type '" + type + "' is not supported (supported: ByteLevel, Metaspace, Replace, ByteFallback, "
+                "Fuse, Strip, Sequence; not WordPiece, BPEDecoder, CTC)");
+    }
+    t.dec_.push_back(std::move(step));
+  }
+
+  static uint32_t first_cp(const std::string& s) {
+    std::vector<uint32_t> cps, offsets;
+    decode_utf8(s, cps, offsets);
+    return cps[0];
   }
 
   // --- id tables -------------------------------------------------------------------------------
@@ -451,13 +637,28 @@ struct TokenizerLoader {
     }
     // Added tokens go through the same decoder (checked against HF tokenizers 0.23: an added
     // token "ĠĠx" decodes to "  x"), so decode(encode(s)) can differ from s for such tokens.
+    // A normalized=true token is decoded (and named by id_to_token) in its normalized form, as
+    // HF: "<Extra>" with a Lowercase normalizer decodes to "<extra>".
     for (const auto& a : t.added_) {
-      t.id_to_token_[a.id] = a.content;
-      if (!bytelevel_to_bytes(a.content, &t.id_bytes_[a.id])) t.id_bytes_[a.id] = a.content;
+      t.id_to_token_[a.id] = a.form;
+      if (!bytelevel_to_bytes(a.form, &t.id_bytes_[a.id])) t.id_bytes_[a.id] = a.form;
       t.id_special_[a.id] = a.special;
     }
-    t.char_id_.assign(0x400, -1);
-    for (uint32_t cp = 0; cp < 0x400; cp++) {
+    // Single characters of the Basic Multilingual Plane: covers the byte-level alphabet and
+    // SentencePiece vocabularies ("▁" is U+2581, CJK is below U+10000).
+    // The "▁" cut of long pre-tokens (encode_word_cached) is exact when "▁" is a token and no
+    // token has a "▁" preceded by another character; ignore_merges is excluded there.
+    const std::string mark = "\xE2\x96\x81";
+    bool mark_ok = !t.ignore_merges_ && t.vocab_.count(mark);
+    for (const auto& kv : t.vocab_) {
+      if (!mark_ok) break;
+      for (size_t p = kv.first.find(mark, 1); p != std::string::npos && mark_ok; p = kv.first.find(mark, p + 3))
+        if (p < 3 || kv.first.compare(p - 3, 3, mark) != 0) mark_ok = false;
+    }
+    t.split_mark_ = mark_ok ? mark : "";
+    t.char_id_.assign(0x10000, -1);
+    for (uint32_t cp = 0; cp < 0x10000; cp++) {
+      if (cp >= 0xD800 && cp <= 0xDFFF) continue;
       std::string s;
       append_utf8(s, cp);
       auto it = t.vocab_.find(s);
@@ -467,8 +668,12 @@ struct TokenizerLoader {
     t.serial_ = next_serial++;
     std::ostringstream os;
     os << "BPE vocab_size=" << size << " (model " << t.vocab_.size() << ", added " << t.added_.size()
-       << ") merges=" << t.merges_.size() << " ignore_merges=" << (t.ignore_merges_ ? "true" : "false")
-       << " pre_tokenizer=[";
+       << ") merges=" << t.merges_.size() << " ignore_merges=" << (t.ignore_merges_ ? "true" : "false");
+    if (t.byte_fallback_) os << " byte_fallback=true";
+    static const char* const norm_names[] = {"NFC", "NFD", "NFKC", "NFKD", "Lowercase", "Strip", "Replace", "Prepend"};
+    os << " normalizer=[";
+    for (size_t i = 0; i < t.norm_.size(); i++) os << (i ? ", " : "") << norm_names[t.norm_[i].kind];
+    os << "] pre_tokenizer=[";
     for (size_t i = 0; i < t.steps_.size(); i++) {
       const auto& s = t.steps_[i];
       if (i) os << ", ";
@@ -476,11 +681,19 @@ struct TokenizerLoader {
         os << "ByteLevel(add_prefix_space=" << s.add_prefix_space << ", use_regex=" << s.use_regex << ")";
       else if (s.kind == Tokenizer::PreStep::Digits)
         os << "Digits(individual_digits=" << s.individual_digits << ")";
+      else if (s.kind == Tokenizer::PreStep::Metaspace)
+        os << "Metaspace(" << json::quote(s.replacement) << ", prepend_scheme="
+           << (s.prepend_scheme == Tokenizer::Prepend::First ? "first" : s.prepend_scheme == Tokenizer::Prepend::Always ? "always" : "never")
+           << ", split=" << s.split << ")";
       else
         os << "Split(" << json::quote(s.regex->pattern()) << ")";
     }
+    static const char* const dec_names[] = {"ByteLevel", "Replace", "ByteFallback", "Fuse", "Strip", "Metaspace"};
+    os << "] decoder=[";
+    for (size_t i = 0; i < t.dec_.size(); i++) os << (i ? ", " : "") << dec_names[t.dec_[i].kind];
     os << "]";
     t.summary_ = os.str();
+    if (t.has_decoder_ && !t.decoder_bytes_only_) t.prepare_decoder();
   }
 };
 
@@ -603,20 +816,95 @@ static void find_added_in(const std::string& text, uint32_t begin, uint32_t end,
   if (start_offset < end) out.push_back({start_offset, end, -1});
 }
 
-// HF extract_and_normalize: first the normalized=false tokens on the raw text, then the
-// normalized=true tokens on the (normalized; here identity) remaining pieces.
-void Tokenizer::split_added(const std::string& text, std::vector<Segment>& out) const {
-  out.clear();
-  if (text.empty()) return;
-  if (trie_raw_.empty() && trie_normalized_.empty()) {
-    out.push_back({0, (uint32_t)text.size(), -1});
-    return;
+// Replaces every match of `literal` (a plain string) or `re` in s by content, as HF's Replace
+// (normalizer: NormalizedString::replace; decoder: decode_chain), which both walk
+// Pattern::find_matches: leftmost non-overlapping matches in order. An empty s stays empty.
+static std::string replace_all(const std::string& s, const std::string& literal, const Regex* re, const std::string& content) {
+  std::string out;
+  if (!re) {
+    size_t pos = 0, m;
+    if (s.find(literal) == std::string::npos) return s;
+    out.reserve(s.size() + s.size() / 4);
+    while ((m = s.find(literal, pos)) != std::string::npos) {
+      out.append(s, pos, m - pos);
+      out += content;
+      pos = m + literal.size();
+    }
+    out.append(s, pos, std::string::npos);
+    return out;
   }
-  std::vector<Segment> first;
-  find_added_in(text, 0, (uint32_t)text.size(), trie_raw_, added_, first);
-  for (const Segment& s : first) {
-    if (s.id >= 0) out.push_back(s);
-    else find_added_in(text, s.begin, s.end, trie_normalized_, added_, out);
+  if (s.empty()) return s;
+  std::vector<uint32_t> cps, offsets;
+  std::vector<std::pair<uint32_t, uint32_t>> matches;
+  decode_utf8(s, cps, offsets);
+  re->find_all(cps, matches);
+  uint32_t prev = 0;
+  for (const auto& m : matches) {
+    out.append(s, offsets[prev], offsets[m.first] - offsets[prev]);
+    out += content;
+    prev = m.second;
+  }
+  out.append(s, offsets[prev], std::string::npos);
+  return out;
+}
+
+// HF's normalizers in order. NFC..NFKD use the Unicode 9.0 data of HF's normalization crate,
+// Lowercase Rust's char::to_lowercase (ref/text/normalize.h); Strip removes White_Space
+// characters (Rust char::is_whitespace); Prepend acts only on a non-empty string.
+std::string Tokenizer::normalize_piece(const std::string& text) const {
+  using unicode::NormForm;
+  using unicode::NormData;
+  std::string s = text;
+  for (const NormStep& n : norm_) {
+    switch (n.kind) {
+      case NormStep::NFC: s = unicode::normalize(NormForm::NFC, s, NormData::kHf); break;
+      case NormStep::NFD: s = unicode::normalize(NormForm::NFD, s, NormData::kHf); break;
+      case NormStep::NFKC: s = unicode::normalize(NormForm::NFKC, s, NormData::kHf); break;
+      case NormStep::NFKD: s = unicode::normalize(NormForm::NFKD, s, NormData::kHf); break;
+      case NormStep::Lowercase: s = unicode::to_lower(s); break;
+      case NormStep::Strip: {
+        std::vector<uint32_t> cps, offsets;
+        decode_utf8(s, cps, offsets);
+        size_t b = 0, e = cps.size();
+        if (n.strip_left) while (b < e && unicode::is_white_space(cps[b])) b++;
+        if (n.strip_right) while (e > b && unicode::is_white_space(cps[e - 1])) e--;
+        s = s.substr(offsets[b], offsets[e] - offsets[b]);
+        break;
+      }
+      case NormStep::Replace: s = replace_all(s, n.literal, n.regex.get(), n.content); break;
+      case NormStep::Prepend: if (!s.empty()) s = n.content + s; break;
+    }
+  }
+  return s;
+}
+
+// HF AddedVocabulary::extract_and_normalize, then the pre-tokenizer's view of each split:
+// 1. the normalized=false tokens are found on the raw text;
+// 2. each piece between them is normalized on its own (so Prepend("▁") prepends to every piece);
+// 3. the normalized=true tokens are found on each normalized piece.
+// `first` (for Metaspace prepend_scheme first) is HF's offsets_original().0 == 0: the segment
+// starts at byte 0 of the original text. Without a normalizer offsets are the raw ones; with one,
+// the loader only allows Metaspace(first) when the first character keeps offset 0 and pieces are
+// not cut further, so "starts the first raw piece" is exact.
+template <class Fn>
+void Tokenizer::for_each_segment(const std::string& text, Fn&& fn) const {
+  if (text.empty()) return;
+  std::vector<Segment> raw, sub;
+  find_added_in(text, 0, (uint32_t)text.size(), trie_raw_, added_, raw);
+  std::string piece;
+  for (const Segment& r : raw) {
+    if (r.id >= 0) { fn(text, r.begin, r.end, false, r.id); continue; }
+    const std::string* src = &text;
+    uint32_t b = r.begin, e = r.end;
+    if (!norm_.empty()) {
+      piece = normalize_piece(text.substr(b, e - b));
+      src = &piece;
+      b = 0;
+      e = (uint32_t)piece.size();
+    }
+    sub.clear();
+    find_added_in(*src, b, e, trie_normalized_, added_, sub);
+    for (const Segment& s : sub) fn(*src, s.begin, s.end, s.id < 0 && r.begin == 0 && s.begin == b, s.id);
   }
 }
 
@@ -630,7 +918,7 @@ struct Span { uint32_t begin, end; bool is_match; };
 // Applies a split behaviour to the (match / non-match) spans covering a piece and appends the
 // resulting non-empty sub-strings.
 void apply_behavior(const std::string& piece, std::vector<Span>& spans, Tokenizer::PreStep::Behavior behavior,
-                    std::vector<std::string>& out) {
+                    std::vector<std::string>& out, uint32_t* first_begin = nullptr) {
   using B = Tokenizer::PreStep;
   std::vector<Span> merged;  // is_match reused as "remove" below
   bool previous_match = false;
@@ -667,10 +955,13 @@ void apply_behavior(const std::string& piece, std::vector<Span>& spans, Tokenize
     }
   }
   for (const Span& s : merged)
-    if (!s.is_match && s.end > s.begin) out.emplace_back(piece, s.begin, s.end - s.begin);
+    if (!s.is_match && s.end > s.begin) {
+      if (first_begin && *first_begin == UINT32_MAX) *first_begin = s.begin;
+      out.emplace_back(piece, s.begin, s.end - s.begin);
+    }
 }
 
-void split_step(const Tokenizer::PreStep& step, const std::string& piece, std::vector<std::string>& out) {
+void split_step(const Tokenizer::PreStep& step, const std::string& piece, std::vector<std::string>& out, uint32_t* first_begin) {
   std::vector<uint32_t> cps, offsets;
   std::vector<std::pair<uint32_t, uint32_t>> matches;
   decode_utf8(piece, cps, offsets);
@@ -686,7 +977,7 @@ void split_step(const Tokenizer::PreStep& step, const std::string& piece, std::v
     if (prev != cps.size()) spans.push_back({offsets[prev], (uint32_t)piece.size(), false});
     if (step.invert)
       for (Span& s : spans) s.is_match = !s.is_match;
-    apply_behavior(piece, spans, step.behavior, out);
+    apply_behavior(piece, spans, step.behavior, out, first_begin);
   } else {  // Digits: every numeric char (Rust char::is_numeric: Nd, Nl, No) is its own match
     uint32_t last = 0;
     for (size_t i = 0; i < cps.size(); i++) {
@@ -697,8 +988,38 @@ void split_step(const Tokenizer::PreStep& step, const std::string& piece, std::v
       }
     }
     if (last < piece.size()) spans.push_back({last, (uint32_t)piece.size(), false});
-    apply_behavior(piece, spans, step.individual_digits ? Tokenizer::PreStep::Isolated : Tokenizer::PreStep::Contiguous, out);
+    apply_behavior(piece, spans, step.individual_digits ? Tokenizer::PreStep::Isolated : Tokenizer::PreStep::Contiguous, out, first_begin);
   }
+}
+
+// HF Metaspace: every ' ' becomes the replacement; the replacement is prepended (always, or
+// only to the piece at offset 0 of the original text: "first", or never) unless the piece
+// already starts with it; then, if split, the piece is cut before every replacement
+// (MergedWithNext: "▁a▁▁b" -> "▁a", "▁", "▁b").
+void metaspace_step(const Tokenizer::PreStep& step, const std::string& piece, bool first, std::vector<std::string>& out) {
+  const std::string& rep = step.replacement;
+  std::string s;
+  s.reserve(piece.size() + piece.size() / 4 + rep.size());
+  for (char c : piece) {
+    if (c == ' ') s += rep;
+    else s += c;
+  }
+  bool starts = s.compare(0, rep.size(), rep) == 0;
+  if (!starts && (step.prepend_scheme == Tokenizer::Prepend::Always || (step.prepend_scheme == Tokenizer::Prepend::First && first)))
+    s.insert(0, rep);
+  if (!step.split) {
+    out.push_back(std::move(s));
+    return;
+  }
+  std::vector<Span> spans;
+  uint32_t prev = 0;
+  for (size_t m = s.find(rep); m != std::string::npos; m = s.find(rep, m + rep.size())) {
+    if (m > prev) spans.push_back({prev, (uint32_t)m, false});
+    spans.push_back({(uint32_t)m, (uint32_t)(m + rep.size()), true});
+    prev = (uint32_t)(m + rep.size());
+  }
+  if (prev < s.size()) spans.push_back({prev, (uint32_t)s.size(), false});
+  apply_behavior(s, spans, Tokenizer::PreStep::MergedWithNext, out);
 }
 
 // ByteLevel: optional prefix space, optional GPT-2 split, then every byte to its alphabet char.
@@ -720,16 +1041,28 @@ void bytelevel_step(const Tokenizer::PreStep& step, const std::string& piece, st
 
 }  // namespace
 
-void Tokenizer::pretokenize_segment(const std::string& text, std::vector<std::string>& words) const {
+void Tokenizer::pretokenize_segment(const std::string& text, bool first, std::vector<std::string>& words) const {
   std::vector<std::string> cur, next;
   cur.push_back(text);
+  // Whether cur[0] starts at offset 0 of the original text (only Metaspace "first" asks; any
+  // later piece never does). A step keeps it when its first output piece starts at offset 0 of
+  // its input (prefixes added by ByteLevel / Metaspace take the first character's offset).
+  bool first0 = first;
   for (const PreStep& step : steps_) {
     next.clear();
-    for (const std::string& piece : cur) {
-      if (step.kind == PreStep::ByteLevel) bytelevel_step(step, piece, next);
-      else split_step(step, piece, next);
+    bool next_first0 = false;
+    for (size_t k = 0; k < cur.size(); k++) {
+      const std::string& piece = cur[k];
+      bool piece_first = k == 0 && first0;
+      size_t before = next.size();
+      uint32_t first_begin = UINT32_MAX;
+      if (step.kind == PreStep::ByteLevel) { bytelevel_step(step, piece, next); first_begin = 0; }
+      else if (step.kind == PreStep::Metaspace) { metaspace_step(step, piece, piece_first, next); first_begin = 0; }
+      else split_step(step, piece, next, &first_begin);
+      if (piece_first && next.size() > before && first_begin == 0) next_first0 = true;
     }
     cur.swap(next);
+    first0 = next_first0;
   }
   for (std::string& w : cur) words.push_back(std::move(w));
 }
@@ -739,17 +1072,40 @@ void Tokenizer::pretokenize_segment(const std::string& text, std::vector<std::st
 // ---------------------------------------------------------------------------------------------
 // Repeatedly merges the adjacent pair with the lowest merge rank (leftmost on ties), using a
 // heap of candidate pairs and a linked list of symbols; stale heap entries are skipped.
+namespace {
+struct BpeSymbol { uint32_t id; int32_t prev, next; bool alive; };
+struct BpeCand { uint32_t rank; int32_t pos; uint32_t new_id; };
+// Per-thread buffers of bpe(), reused from call to call (a cold cache calls it once per new word).
+struct BpeScratch {
+  std::vector<BpeSymbol> sym;
+  std::vector<BpeCand> heap;
+  std::vector<uint32_t> cps, offsets;
+};
+thread_local BpeScratch tl_bpe;
+}  // namespace
+
 void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
   if (ignore_merges_) {  // HF: a pre-token that is itself in the vocabulary is emitted whole
     auto it = vocab_.find(word);
     if (it != vocab_.end()) { out.push_back(it->second); return; }
   }
-  struct Symbol { uint32_t id; int32_t prev, next; bool alive; };
-  std::vector<Symbol> sym;
-  sym.reserve(word.size());
-  std::vector<uint32_t> cps, offsets;
+  using Symbol = BpeSymbol;
+  using Cand = BpeCand;
+  BpeScratch& scratch = tl_bpe;
+  std::vector<Symbol>& sym = scratch.sym;
+  std::vector<uint32_t>& cps = scratch.cps;
+  std::vector<uint32_t>& offsets = scratch.offsets;
+  sym.clear();
   decode_utf8(word, cps, offsets);
-  bool pending_unk = false;  // the last symbol is an unk that a following unknown char may fuse into
+  auto add = [&](uint32_t id) {
+    int32_t k = (int32_t)sym.size();
+    sym.push_back({id, k - 1, k + 1, true});
+  };
+  // HF BPE::merge_word: an unknown character becomes its <0xHH> byte tokens (byte_fallback,
+  // when all of them exist), else the unk token, which is held back until the next known
+  // character (so byte tokens that come in between are emitted before it), fused with the
+  // following unknown characters if fuse_unk; without an unk token it is dropped.
+  bool pending_unk = false;
   for (size_t i = 0; i < cps.size(); i++) {
     int64_t id = -1;
     if (cps[i] < char_id_.size()) id = char_id_[cps[i]];
@@ -757,33 +1113,49 @@ void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
       auto it = vocab_.find(word.substr(offsets[i], offsets[i + 1] - offsets[i]));
       if (it != vocab_.end()) id = it->second;
     }
-    if (id < 0) {  // unknown character: unk token (fused if fuse_unk), or dropped without one, as HF
-      if (unk_id_ < 0) continue;
-      if (pending_unk && fuse_unk_) continue;
-      id = unk_id_;
-      pending_unk = true;
-    } else {
+    if (id >= 0) {
+      if (pending_unk) add((uint32_t)unk_id_);
       pending_unk = false;
+      add((uint32_t)id);
+      continue;
     }
-    int32_t k = (int32_t)sym.size();
-    sym.push_back({(uint32_t)id, k - 1, k + 1, true});
+    if (byte_fallback_) {
+      bool all = true;
+      for (uint32_t b = offsets[i]; b < offsets[i + 1]; b++) all = all && byte_token_[(unsigned char)word[b]] >= 0;
+      if (all) {
+        for (uint32_t b = offsets[i]; b < offsets[i + 1]; b++) add((uint32_t)byte_token_[(unsigned char)word[b]]);
+        continue;
+      }
+    }
+    if (unk_id_ < 0) continue;
+    if (pending_unk && !fuse_unk_) add((uint32_t)unk_id_);
+    pending_unk = true;
   }
+  if (pending_unk) add((uint32_t)unk_id_);
   if (sym.empty()) return;
   sym.back().next = -1;
 
-  struct Cand { uint32_t rank; int32_t pos; uint32_t new_id; };
+  // A min-heap on (rank, position) kept in the scratch vector (std::push_heap / pop_heap with
+  // "worse" as the less-than: the best candidate is at the front).
   auto worse = [](const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; };
-  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
+  std::vector<Cand>& heap = scratch.heap;
+  heap.clear();
+  auto push = [&](const Cand& c) {
+    heap.push_back(c);
+    std::push_heap(heap.begin(), heap.end(), worse);
+  };
   auto lookup = [&](uint32_t a, uint32_t b) -> const Merge* {
     auto it = merges_.find((uint64_t)a << 32 | b);
     return it == merges_.end() ? nullptr : &it->second;
   };
   for (size_t i = 0; i + 1 < sym.size(); i++)
-    if (const Merge* m = lookup(sym[i].id, sym[i + 1].id)) heap.push({m->rank, (int32_t)i, m->new_id});
+    if (const Merge* m = lookup(sym[i].id, sym[i + 1].id)) heap.push_back({m->rank, (int32_t)i, m->new_id});
+  std::make_heap(heap.begin(), heap.end(), worse);
 
   while (!heap.empty()) {
-    Cand top = heap.top();
-    heap.pop();
+    std::pop_heap(heap.begin(), heap.end(), worse);
+    Cand top = heap.back();
+    heap.pop_back();
     Symbol& left = sym[top.pos];
     if (!left.alive || left.next < 0) continue;
     Symbol& right = sym[left.next];
@@ -794,9 +1166,9 @@ void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
     left.next = right.next;
     if (left.next >= 0) sym[left.next].prev = top.pos;
     if (left.prev >= 0)
-      if (const Merge* pm = lookup(sym[left.prev].id, left.id)) heap.push({pm->rank, left.prev, pm->new_id});
+      if (const Merge* pm = lookup(sym[left.prev].id, left.id)) push({pm->rank, left.prev, pm->new_id});
     if (left.next >= 0)
-      if (const Merge* nm = lookup(left.id, sym[left.next].id)) heap.push({nm->rank, top.pos, nm->new_id});
+      if (const Merge* nm = lookup(left.id, sym[left.next].id)) push({nm->rank, top.pos, nm->new_id});
   }
   for (const Symbol& s : sym)
     if (s.alive) out.push_back(s.id);
@@ -811,6 +1183,32 @@ thread_local WordCache tl_cache;
 }  // namespace
 
 void Tokenizer::encode_word_cached(const std::string& word, std::vector<uint32_t>& out) const {
+  if (word.size() > kCacheMaxWord) {
+    // A long pre-token (a whole text piece when there is no pre-tokenizer, as Llama-2). When no
+    // vocabulary token has a "▁" right after another character (checked at load: split_mark_),
+    // no merge can join across such a place, and each side's merges are the same alone: BPE of
+    // the word is BPE of its pieces cut before every such "▁", and the pieces can be cached.
+    // (Not with ignore_merges: a piece that is a vocabulary token would be emitted whole.)
+    const std::string& m = split_mark_;
+    if (!m.empty()) {
+      size_t start = 0;
+      for (size_t p = word.find(m, 1); p != std::string::npos; p = word.find(m, p + m.size())) {
+        if (p >= m.size() && word.compare(p - m.size(), m.size(), m) == 0) continue;  // "▁▁": no cut
+        encode_piece_cached(word.substr(start, p - start), out);
+        start = p;
+      }
+      encode_piece_cached(word.substr(start), out);
+      return;
+    }
+  }
+  encode_piece_cached(word, out);
+}
+
+void Tokenizer::encode_piece_cached(const std::string& word, std::vector<uint32_t>& out) const {
+  if (word.size() > kCacheMaxWord) {  // long words are rarely seen twice
+    bpe(word, out);
+    return;
+  }
   WordCache& c = tl_cache;
   if (c.owner != serial_) {
     c.map.clear();
@@ -831,15 +1229,13 @@ void Tokenizer::encode_word_cached(const std::string& word, std::vector<uint32_t
 // Public encode / decode / pretokenize
 // ---------------------------------------------------------------------------------------------
 void Tokenizer::encode_append(const std::string& text, std::vector<uint32_t>& out) const {
-  std::vector<Segment> segments;
   std::vector<std::string> words;
-  split_added(text, segments);
-  for (const Segment& s : segments) {
-    if (s.id >= 0) { out.push_back((uint32_t)s.id); continue; }
+  for_each_segment(text, [&](const std::string& src, uint32_t b, uint32_t e, bool first, int64_t id) {
+    if (id >= 0) { out.push_back((uint32_t)id); return; }
     words.clear();
-    pretokenize_segment(text.substr(s.begin, s.end - s.begin), words);
+    pretokenize_segment(src.substr(b, e - b), first, words);
     for (const std::string& w : words) encode_word_cached(w, out);
-  }
+  });
 }
 
 std::vector<uint32_t> Tokenizer::encode(const std::string& text) const {
@@ -850,25 +1246,138 @@ std::vector<uint32_t> Tokenizer::encode(const std::string& text) const {
 }
 
 std::vector<std::string> Tokenizer::pretokenize(const std::string& text) const {
-  std::vector<Segment> segments;
   std::vector<std::string> words;
-  split_added(text, segments);
-  for (const Segment& s : segments)
-    if (s.id < 0) pretokenize_segment(text.substr(s.begin, s.end - s.begin), words);
+  for_each_segment(text, [&](const std::string& src, uint32_t b, uint32_t e, bool first, int64_t id) {
+    if (id < 0) pretokenize_segment(src.substr(b, e - b), first, words);
+  });
   return words;
 }
 
-std::string Tokenizer::decode(const std::vector<uint32_t>& ids) const {
-  if (!has_decoder_) throw std::runtime_error("decode: this tokenizer.json has no decoder (expected \"decoder\": {\"type\": \"ByteLevel\"})");
-  std::string out;
-  for (size_t i = 0; i < ids.size(); i++) {
-    uint32_t id = ids[i];
-    if (id >= id_to_token_.size() || (id_to_token_[id].empty()))
-      throw std::runtime_error("decode: id " + std::to_string(id) + " at position " + std::to_string(i) +
-                               " is not in the vocabulary (vocab_size " + std::to_string(vocab_size()) + ")");
-    out += id_bytes_[id];
+// ---------------------------------------------------------------------------------------------
+// Decoders: HF Decoder::decode_chain of each step, then the tokens joined
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+// HF ByteFallback: "<0xHH>" (exactly 6 bytes; the two at 3..5 parsed by u8::from_str_radix, which
+// also takes "+H") is a byte; -1 otherwise.
+int byte_fallback_value(const std::string& t) {
+  if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') return -1;
+  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+  if (t[3] == '+') return hex(t[4]);
+  int hi = hex(t[3]), lo = hex(t[4]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+void decode_step(const Tokenizer::DecStep& d, std::vector<std::string>& toks) {
+  using D = Tokenizer::DecStep;
+  std::vector<std::string> out;
+  switch (d.kind) {
+    case D::ByteLevel: {  // all tokens to one string of bytes (HF then repairs invalid UTF-8; we keep the bytes)
+      std::string all, raw;
+      for (const std::string& t : toks) {
+        if (bytelevel_to_bytes(t, &raw)) all += raw;
+        else all += t;
+      }
+      out.push_back(std::move(all));
+      break;
+    }
+    case D::Replace:
+      for (const std::string& t : toks) out.push_back(replace_all(t, d.literal, d.regex.get(), d.content));
+      break;
+    case D::ByteFallback: {  // a run of byte tokens becomes one token of those bytes
+      std::string bytes;
+      bool in_run = false;
+      for (const std::string& t : toks) {
+        int v = byte_fallback_value(t);
+        if (v >= 0) { bytes += (char)v; in_run = true; continue; }
+        if (in_run) { out.push_back(std::move(bytes)); bytes.clear(); in_run = false; }
+        out.push_back(t);
+      }
+      if (in_run) out.push_back(std::move(bytes));
+      break;
+    }
+    case D::Fuse: {
+      std::string all;
+      for (const std::string& t : toks) all += t;
+      out.push_back(std::move(all));
+      break;
+    }
+    case D::Strip:  // per token: up to `start` leading and `stop` trailing copies of the character
+      for (const std::string& t : toks) {
+        std::vector<uint32_t> cps, offsets;
+        decode_utf8(t, cps, offsets);
+        size_t b = 0, e = cps.size();
+        while (b < e && b < d.start && cps[b] == d.ch) b++;
+        while (e > b && cps.size() - e < d.stop && cps[e - 1] == d.ch) e--;
+        out.push_back(t.substr(offsets[b], offsets[e] - offsets[b]));
+      }
+      break;
+    case D::Metaspace:  // replacement -> ' ', except in the first token (all of them, as HF) unless "never"
+      for (size_t i = 0; i < toks.size(); i++) {
+        std::vector<uint32_t> cps, offsets;
+        decode_utf8(toks[i], cps, offsets);
+        std::string s;
+        for (size_t k = 0; k < cps.size(); k++) {
+          if (cps[k] != d.ch) s.append(toks[i], offsets[k], offsets[k + 1] - offsets[k]);
+          else if (i != 0 || d.prepend_never) s += ' ';
+        }
+        out.push_back(std::move(s));
+      }
+      break;
   }
+  toks.swap(out);
+}
+
+}  // namespace
+
+std::string Tokenizer::decode(const std::vector<uint32_t>& ids) const {
+  if (!has_decoder_) throw std::runtime_error("decode: this tokenizer.json has no decoder (e.g. \"decoder\": {\"type\": \"ByteLevel\"})");
+  for (size_t i = 0; i < ids.size(); i++)
+    if (ids[i] >= id_to_token_.size() || id_to_token_[ids[i]].empty())
+      throw std::runtime_error("decode: id " + std::to_string(ids[i]) + " at position " + std::to_string(i) +
+                               " is not in the vocabulary (vocab_size " + std::to_string(vocab_size()) + ")");
+  std::string out;
+  if (decoder_bytes_only_) {  // fast path: one ByteLevel decoder maps every id to fixed bytes
+    for (uint32_t id : ids) out += id_bytes_[id];
+    return out;
+  }
+  // The leading per-token steps were applied to every token at load (id_dec_); then
+  // ByteFallback + Fuse (Llama-2's chain) is one pass: byte tokens give their byte, others
+  // their string, all joined.
+  size_t k = dec_prefix_;
+  std::vector<std::string> toks;
+  if (k + 1 < dec_.size() && dec_[k].kind == DecStep::ByteFallback && dec_[k + 1].kind == DecStep::Fuse) {
+    for (uint32_t id : ids) {
+      if (id_dec_byte_[id] >= 0) out += (char)id_dec_byte_[id];
+      else out += id_dec_[id];
+    }
+    toks.push_back(std::move(out));
+    k += 2;
+  } else {
+    toks.reserve(ids.size());
+    for (uint32_t id : ids) toks.push_back(id_dec_[id]);
+  }
+  for (; k < dec_.size(); k++) decode_step(dec_[k], toks);
+  out.clear();
+  for (const std::string& t : toks) out += t;
   return out;
+}
+
+// Applies the decoder's leading per-token steps (Replace, Strip: each token on its own, whatever
+// its position) to every token once, for decode.
+void Tokenizer::prepare_decoder() {
+  dec_prefix_ = 0;
+  while (dec_prefix_ < dec_.size() && (dec_[dec_prefix_].kind == DecStep::Replace || dec_[dec_prefix_].kind == DecStep::Strip))
+    dec_prefix_++;
+  id_dec_.assign(id_to_token_.size(), std::string());
+  id_dec_byte_.assign(id_to_token_.size(), -1);
+  for (size_t id = 0; id < id_to_token_.size(); id++) {
+    if (id_to_token_[id].empty()) continue;
+    std::vector<std::string> one{id_to_token_[id]};
+    for (size_t k = 0; k < dec_prefix_; k++) decode_step(dec_[k], one);
+    id_dec_[id] = one[0];
+    id_dec_byte_[id] = (int16_t)byte_fallback_value(one[0]);
+  }
 }
 
 }  // namespace ref

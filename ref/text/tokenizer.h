@@ -1,15 +1,20 @@
-// tokenizer.h — byte-level BPE tokenizer that loads HuggingFace tokenizer.json files.
+// tokenizer.h — BPE tokenizer (byte-level or SentencePiece-style) that loads HuggingFace tokenizer.json files.
 //
 // encode(text) returns exactly the ids of HF `tokenizer.encode(text, add_special_tokens=False)`
 // for the tokenizer.json features listed in docs/TOKENIZER.md; every other feature is refused at
 // load time with a message naming it, so a file either loads and matches HF id for id, or fails.
 //
-// The pipeline, as in HF:
-//   text --added tokens split--> segments (added-token ids are emitted as they are)
-//        --pre-tokenizer (ByteLevel / Split / Digits, in sequence)--> pre-tokens in the
-//          byte-level alphabet ("Ġhello")
-//        --BPE (merges by rank, leftmost first)--> ids
-// decode(ids) is the exact inverse on bytes: every id maps to a fixed byte string.
+// The pipeline, as in HF (TokenizerImpl::encode_single_sequence):
+//   text --split on the normalized=false added tokens (raw text)--> pieces
+//        --normalizer (NFC/NFD/NFKC/NFKD, Lowercase, Strip, Replace, Prepend, in sequence),
+//          on each piece separately--> normalized pieces
+//        --split on the normalized=true added tokens (matched by their normalized content)-->
+//          segments (added-token ids are emitted as they are)
+//        --pre-tokenizer (ByteLevel / Metaspace / Split / Digits, in sequence)--> pre-tokens
+//          ("Ġhello" in the byte-level alphabet, "▁hello" with Metaspace)
+//        --BPE (merges by rank, leftmost first; byte_fallback: <0xHH> for unknown characters)--> ids
+// decode(ids) runs HF's decoder chain (ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace)
+// on the tokens' strings; with a plain ByteLevel decoder every id maps to a fixed byte string.
 //
 // Thread safety: a loaded Tokenizer is immutable; encode/decode/pretokenize may be called from
 // many threads at once. Each thread keeps its own cache of recently seen pre-tokens (at most
@@ -28,6 +33,7 @@ namespace ref {
 class Tokenizer {
  public:
   static constexpr size_t kCacheEntries = 1 << 16;  // per-thread pre-token cache size cap
+  static constexpr size_t kCacheMaxWord = 256;      // longer pre-tokens are not cached
 
   // Reads and parses a tokenizer.json; throws std::runtime_error naming the file and problem.
   static Tokenizer load(const std::string& path);
@@ -39,11 +45,13 @@ class Tokenizer {
   std::vector<uint32_t> encode(const std::string& text) const;
   void encode_append(const std::string& text, std::vector<uint32_t>& out) const;  // no realloc churn
 
-  // Exact bytes of the ids, through HF's ByteLevel decoder: a token made only of byte-level
-  // alphabet characters becomes those bytes ("<|endoftext|>" is such a token: ASCII maps to
-  // itself), any other token its own UTF-8 text ("<｜end▁of▁sentence｜>"); special tokens are
-  // included. Unlike HF there is no lossy UTF-8 repair: the bytes are exact. Throws if an id is
-  // out of range, or if the file has no ByteLevel decoder.
+  // HF decode(ids, skip_special_tokens=false): the tokens' strings through the file's decoder
+  // chain. ByteLevel: a token made only of byte-level alphabet characters becomes those bytes
+  // ("<|endoftext|>" is such a token: ASCII maps to itself), any other token its own UTF-8 text
+  // ("<｜end▁of▁sentence｜>"). ByteFallback: a run of <0xHH> tokens becomes those bytes. Unlike
+  // HF there is no lossy UTF-8 repair (HF writes U+FFFD for bytes that are not valid UTF-8):
+  // the bytes are exact, and equal to HF's output whenever that has no repair. Throws if an id
+  // is out of range, or if the file has no decoder.
   std::string decode(const std::vector<uint32_t>& ids) const;
 
   // Pre-tokens after the added-token split and the pre-tokenizer, in the form BPE sees (byte-level
@@ -60,11 +68,34 @@ class Tokenizer {
   // Implementation types (public so helpers in tokenizer.cpp can use them).
   struct AddedToken {
     std::string content;
+    // What is matched in the text and what decode and token_str give: the content, or for a
+    // normalized=true token the content through the normalizer (as HF's normalized_cache).
+    std::string form;
     uint32_t id = 0;
     bool special = false, single_word = false, lstrip = false, rstrip = false, normalized = true;
   };
+  struct NormStep {  // one normalizer of the file's (flattened) Sequence
+    enum Kind { NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend } kind = NFC;
+    bool strip_left = false, strip_right = false;  // Strip
+    std::string literal;                           // Replace with a {"String": ...} pattern
+    std::shared_ptr<const Regex> regex;            // Replace with a {"Regex": ...} pattern
+    std::string content;                           // Replace: the replacement; Prepend: the prefix
+  };
+  struct DecStep {  // one decoder of the file's (flattened) Sequence
+    enum Kind { ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace } kind = ByteLevel;
+    std::string literal;                 // Replace (String pattern)
+    std::shared_ptr<const Regex> regex;  // Replace (Regex pattern)
+    std::string content;                 // Replace: the replacement
+    uint32_t ch = 0;                     // Strip: the character; Metaspace: the replacement
+    uint64_t start = 0, stop = 0;        // Strip: at most this many at the start / the end
+    bool prepend_never = false;          // Metaspace: prepend_scheme == never
+  };
+  enum class Prepend { Always, First, Never };
   struct PreStep {
-    enum Kind { ByteLevel, Split, Digits } kind = ByteLevel;
+    enum Kind { ByteLevel, Split, Digits, Metaspace } kind = ByteLevel;
+    std::string replacement;                          // Metaspace (UTF-8 of one character)
+    Prepend prepend_scheme = Prepend::Always;         // Metaspace
+    bool split = true;                                // Metaspace
     bool add_prefix_space = false, use_regex = true;  // ByteLevel
     std::shared_ptr<const Regex> regex;               // Split (String patterns are escaped)
     enum Behavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous } behavior = Isolated;
@@ -88,13 +119,23 @@ class Tokenizer {
   bool ignore_merges_ = false;
   int64_t unk_id_ = -1;
   bool fuse_unk_ = false;
+  bool byte_fallback_ = false;
+  int32_t byte_token_[256] = {};  // id of "<0xHH>" per byte, -1 if absent (byte_fallback)
   // Added tokens
   std::vector<AddedToken> added_;
   std::unordered_map<std::string, uint32_t> added_ids_;
   Trie trie_raw_, trie_normalized_;  // normalized=false tokens, normalized=true tokens
-  // Pre-tokenizer, decoder
+  // Normalizer, pre-tokenizer, decoder
+  std::vector<NormStep> norm_;
   std::vector<PreStep> steps_;
+  bool needs_first_ = false;        // a Metaspace step with prepend_scheme first
   bool has_decoder_ = false;
+  bool decoder_bytes_only_ = false;  // the decoder is a single ByteLevel: id_bytes_ concatenated
+  std::vector<DecStep> dec_;
+  size_t dec_prefix_ = 0;              // leading per-token decoder steps, applied at load:
+  std::vector<std::string> id_dec_;    //   each token's string after them
+  std::vector<int16_t> id_dec_byte_;   //   and its byte if it then is a <0xHH> token, else -1
+  std::string split_mark_;  // "▁" when long pre-tokens may be cut before it (see encode_word_cached)
   // Ids
   std::vector<std::string> id_to_token_;
   std::vector<std::string> id_bytes_;   // what decode emits for each id
@@ -102,10 +143,16 @@ class Tokenizer {
   std::string summary_;
   uint64_t serial_ = 0;  // identifies this tokenizer's content for the per-thread caches
 
-  void split_added(const std::string& text, std::vector<Segment>& out) const;
-  void pretokenize_segment(const std::string& text, std::vector<std::string>& words) const;
+  // Calls fn(piece, begin, end, first, id) for every segment of text in order: id >= 0 for an
+  // added token, else piece[begin, end) is text for the pre-tokenizer (piece is the raw text or a
+  // normalized piece of it); first: it starts at offset 0 of the original text (Metaspace).
+  template <class Fn> void for_each_segment(const std::string& text, Fn&& fn) const;
+  std::string normalize_piece(const std::string& s) const;
+  void pretokenize_segment(const std::string& text, bool first, std::vector<std::string>& words) const;
   void bpe(const std::string& word, std::vector<uint32_t>& out) const;
+  void prepare_decoder();
   void encode_word_cached(const std::string& word, std::vector<uint32_t>& out) const;
+  void encode_piece_cached(const std::string& word, std::vector<uint32_t>& out) const;
 
   friend struct TokenizerLoader;
 };
