@@ -18,7 +18,7 @@
 #include <type_traits>  // std::is_same
 
 #include <cmath>      // std::exp, std::log, std::sqrt, std::pow, std::cos, std::sin
-#include <cstdint>    // int64_t
+#include <cstdint>    // int64_t, SIZE_MAX
 #include <initializer_list>  // std::initializer_list (require_shape)
 #include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
@@ -28,8 +28,12 @@
 // warn (-Wunknown-pragmas) nor change results (every loop is order-independent by construction).
 #ifdef _OPENMP
 #define PARALLEL_FOR _Pragma("omp parallel for schedule(static)")
+// For elementwise loops: also lets GCC vectorise at -O2 (it does not otherwise). Each element is
+// the same operations in the same order whatever the vector width, so the bits are the same.
+#define PARALLEL_FOR_SIMD _Pragma("omp parallel for simd schedule(static)")
 #else
 #define PARALLEL_FOR
+#define PARALLEL_FOR_SIMD
 #endif
 
 namespace ref {
@@ -74,13 +78,22 @@ template <typename T> void rope_rotate(T* x, int B, int T_, int H, int D, float 
   require_shape(op, B, {T_, H, D});
   require(D % 2 == 0, op, "head dim D must be even (RoPE rotates pairs), got " + std::to_string(D));
   require(theta > 0, op, "theta must be > 0");
-  std::vector<T> cs, sn;
-  rope_table(cs, sn, T_, D, theta);
+  // the table of the last (T_, D, theta) is kept: every layer's q and k, forward and backward, use the same one
+  static thread_local std::vector<T> cs, sn;
+  static thread_local int key_t = -1, key_d = -1;
+  static thread_local float key_theta = 0;
+  if (T_ != key_t || D != key_d || theta != key_theta) {
+    rope_table(cs, sn, T_, D, theta);
+    key_t = T_;
+    key_d = D;
+    key_theta = theta;
+  }
   const int P = D / 2, C = H * D, N = B * T_;
+  const T *cos_t = cs.data(), *sin_t = sn.data();  // (inside the loop cs, sn would name each thread's own)
   PARALLEL_FOR
   for (int n = 0; n < N; n++) {
-    const T* c = &cs[(size_t)(n % T_) * P];  // position within the sequence
-    const T* s = &sn[(size_t)(n % T_) * P];
+    const T* c = cos_t + (size_t)(n % T_) * P;  // position within the sequence
+    const T* s = sin_t + (size_t)(n % T_) * P;
     for (int h = 0; h < H; h++) {
       T* xh = x + (size_t)n * C + (size_t)h * D;
       for (int i = 0; i < P; i++) {
@@ -99,10 +112,51 @@ inline double exp_t(double x) { return std::exp(x); }
 
 template <typename T> inline T sigmoid(T a) { return T(1) / (T(1) + exp_t(-a)); }
 
-template <typename T> T row_max(const T* x, int n) {
+template <typename T> T row_max_portable(const T* x, int n) {
   T mx = x[0];
   for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
   return mx;
+}
+
+#if LFMOE_X86_SIMD
+// The same rule in 32 lanes (lane j takes i = j mod 32, each from x[0]), the lanes then combined by
+// the scalar rule. The maximum of a set of numbers does not depend on the order it is taken in, so
+// the value is the scalar loop's; only when the largest value is a zero can its sign differ (+0 or
+// -0 first), and the max only enters the loss as x - mx and mx + log(sum), which give the same bits
+// for either zero. A NaN x[0] gives NaN in both; a later NaN is skipped by both (and makes the sum,
+// so the loss, NaN either way).
+LFMOE_TARGET_AVX2 inline __m256 max_step(__m256 m, __m256 v) {
+  return _mm256_blendv_ps(m, v, _mm256_cmp_ps(v, m, _CMP_GT_OQ));  // v > m ? v : m
+}
+LFMOE_TARGET_AVX2 float row_max_avx2(const float* x, int n) {
+  // four independent accumulators (32 lanes) so that the compare-and-blend latency overlaps
+  __m256 m0 = _mm256_set1_ps(x[0]), m1 = m0, m2 = m0, m3 = m0;
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    m0 = max_step(m0, _mm256_loadu_ps(x + i));
+    m1 = max_step(m1, _mm256_loadu_ps(x + i + 8));
+    m2 = max_step(m2, _mm256_loadu_ps(x + i + 16));
+    m3 = max_step(m3, _mm256_loadu_ps(x + i + 24));
+  }
+  for (; i + 8 <= n; i += 8) m0 = max_step(m0, _mm256_loadu_ps(x + i));
+  alignas(32) float lanes[32];
+  _mm256_store_ps(lanes, m0);
+  _mm256_store_ps(lanes + 8, m1);
+  _mm256_store_ps(lanes + 16, m2);
+  _mm256_store_ps(lanes + 24, m3);
+  float mx = lanes[0];
+  for (int l = 1; l < 32; l++) mx = lanes[l] > mx ? lanes[l] : mx;
+  for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  return mx;
+}
+#endif
+
+template <typename T> T row_max(const T* x, int n) {
+#if LFMOE_X86_SIMD
+  if constexpr (std::is_same<T, float>::value)
+    if (simd_enabled()) return row_max_avx2(x, n);
+#endif
+  return row_max_portable(x, n);
 }
 
 // Sum over i of exp(x[i] - mx), in double, in a fixed order that vectorises: lane j = i mod 8 sums
@@ -112,6 +166,14 @@ inline double combine_lanes(const double* l) { return ((l[0] + l[1]) + (l[2] + l
 
 template <typename T> double sum_exp_portable(const T* x, int n, T mx, int from, double* lanes) {
   for (int i = from; i < n; i++) lanes[i % kSumLanes] += (double)exp_t(T(x[i] - mx));
+  return combine_lanes(lanes);
+}
+// The same sum, keeping every exp(x[i] - mx) in e (the loss gradient needs them again).
+template <typename T> double sum_exp_keep_portable(T* e, const T* x, int n, T mx, int from, double* lanes) {
+  for (int i = from; i < n; i++) {
+    e[i] = exp_t(T(x[i] - mx));
+    lanes[i % kSumLanes] += (double)e[i];
+  }
   return combine_lanes(lanes);
 }
 
@@ -131,6 +193,33 @@ LFMOE_TARGET_AVX2 double sum_exp_avx2(const float* x, int n, float mx) {
   return sum_exp_portable(x, n, mx, i, lanes);  // the tail: i is a multiple of 8, lanes line up
 }
 #endif
+
+#if LFMOE_X86_SIMD
+LFMOE_TARGET_AVX2 double sum_exp_keep_avx2(float* ex, const float* x, int n, float mx) {
+  __m256d lo = _mm256_setzero_pd(), hi = lo;
+  const __m256 vmx = _mm256_set1_ps(mx);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = vexp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+    _mm256_storeu_ps(ex + i, e);
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  }
+  alignas(32) double lanes[kSumLanes];
+  _mm256_store_pd(lanes, lo);
+  _mm256_store_pd(lanes + 4, hi);
+  return sum_exp_keep_portable(ex, x, n, mx, i, lanes);
+}
+#endif
+
+template <typename T> double sum_exp_keep(T* e, const T* x, int n, T mx) {
+#if LFMOE_X86_SIMD
+  if constexpr (std::is_same<T, float>::value)
+    if (simd_enabled()) return sum_exp_keep_avx2(e, x, n, mx);
+#endif
+  double lanes[kSumLanes] = {};
+  return sum_exp_keep_portable(e, x, n, mx, 0, lanes);
+}
 
 template <typename T> double sum_exp(const T* x, int n, T mx) {
 #if LFMOE_X86_SIMD
@@ -330,7 +419,7 @@ template <typename T> void swiglu_backward(T* da, T* db, const T* dout, const T*
 }
 
 template <typename T> void add_inplace(T* x, const T* y, size_t n) {
-  PARALLEL_FOR
+  PARALLEL_FOR_SIMD
   for (int64_t i = 0; i < (int64_t)n; i++) x[i] += y[i];
 }
 
@@ -366,34 +455,33 @@ template <typename T> double crossentropy_forward(T* losses, const T* logits, co
 }
 
 namespace {
-// dl[v] += T(((double)exp(x[v] - mx) * inv - [v == target]) * g) for v in [from, V)
+// dl[v] += T(((double)e[v] * inv - [v == target]) * g) for v in [from, V), e[v] = exp(x[v] - mx)
 template <typename T>
-void ce_grad_row_portable(T* dl, const T* x, int from, int V, T mx, double inv, double g, int target) {
+void ce_grad_row_portable(T* dl, const T* e, int from, int V, double inv, double g, int target) {
   for (int v = from; v < V; v++) {
-    const double p = (double)exp_t(T(x[v] - mx)) * inv;
+    const double p = (double)e[v] * inv;
     dl[v] += T((p - (v == target ? 1.0 : 0.0)) * g);
   }
 }
 
 #if LFMOE_X86_SIMD
 // The same arithmetic 8 columns at a time; the target column is redone in scalar code (p - 1).
-LFMOE_TARGET_AVX2 void ce_grad_row_avx2(float* dl, const float* x, int V, float mx, double inv, double g, int target) {
+LFMOE_TARGET_AVX2 void ce_grad_row_avx2(float* dl, const float* ex, int V, double inv, double g, int target) {
   const float keep = dl[target];
-  const __m256 vmx = _mm256_set1_ps(mx);
   const __m256d vinv = _mm256_set1_pd(inv), vg = _mm256_set1_pd(g);
   int v = 0;
   for (; v + 8 <= V; v += 8) {
-    const __m256 e = vexp8(_mm256_sub_ps(_mm256_loadu_ps(x + v), vmx));
+    const __m256 e = _mm256_loadu_ps(ex + v);
     // (p - 0) * g == p * g exactly, so the non-target columns skip the subtraction
     const __m256d lo = _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(e)), vinv), vg);
     const __m256d hi = _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)), vinv), vg);
     const __m256 d = _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
     _mm256_storeu_ps(dl + v, _mm256_add_ps(_mm256_loadu_ps(dl + v), d));
   }
-  ce_grad_row_portable(dl, x, v, V, mx, inv, g, target);
+  ce_grad_row_portable(dl, ex, v, V, inv, g, target);
   if (target < v) {
     dl[target] = keep;
-    ce_grad_row_portable(dl + target, x + target, 0, 1, mx, inv, g, 0);
+    ce_grad_row_portable(dl + target, ex + target, 0, 1, inv, g, 0);
   }
 }
 #endif
@@ -403,47 +491,128 @@ template <typename T>
 void crossentropy_backward(T* dlogits, const T* logits, const int* targets, int N, int V, float dloss) {
   check_targets("crossentropy_backward", targets, N, V);
   const double g = (double)dloss / N;  // d(dloss * mean)/d(loss_n)
-  PARALLEL_FOR
-  for (int n = 0; n < N; n++) {
-    const T* row = logits + (size_t)n * V;
-    T* dl = dlogits + (size_t)n * V;
-    const T mx = row_max(row, V);
-    const double inv = 1.0 / sum_exp(row, V, mx);
-#if LFMOE_X86_SIMD
-    if constexpr (std::is_same<T, float>::value)
-      if (simd_enabled()) {
-        ce_grad_row_avx2(dl, row, V, mx, inv, g, targets[n]);
-        continue;
-      }
+  // The row's exponentials are computed once, kept in a per-thread row (V values, in L1/L2) for
+  // the sum and then the gradient: the same values as computing them twice.
+#ifdef _OPENMP
+#pragma omp parallel
 #endif
-    ce_grad_row_portable(dl, row, 0, V, mx, inv, g, targets[n]);
+  {
+    static thread_local std::vector<T> ebuf;
+    if (ebuf.size() < (size_t)V) ebuf.resize(V);
+    T* e = ebuf.data();
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int n = 0; n < N; n++) {
+      const T* row = logits + (size_t)n * V;
+      T* dl = dlogits + (size_t)n * V;
+      const T mx = row_max(row, V);
+      const double inv = 1.0 / sum_exp_keep(e, row, V, mx);
+#if LFMOE_X86_SIMD
+      if constexpr (std::is_same<T, float>::value)
+        if (simd_enabled()) {
+          ce_grad_row_avx2(dl, e, V, inv, g, targets[n]);
+          continue;
+        }
+#endif
+      ce_grad_row_portable(dl, e, 0, V, inv, g, targets[n]);
+    }
   }
 }
 
 // =============================================================================================
 // Optimizer pieces
 
-// 64 fixed chunks, each summed in order in double, combined in chunk order: the result is the
-// same for any thread count (the chunking depends on n only).
-template <typename T> double sumsq(const T* g, size_t n) {
-  constexpr int CHUNKS = 64;
-  double partial[CHUNKS];
-  PARALLEL_FOR
-  for (int c = 0; c < CHUNKS; c++) {
-    const size_t i0 = n * c / CHUNKS, i1 = n * (c + 1) / CHUNKS;
+namespace {
+constexpr int kSumsqChunks = 64;
+inline size_t sumsq_chunk_start(size_t n, int c) { return n * c / kSumsqChunks; }
+
+// Chunks c0 .. c0+7 of sumsq: each s_c = sum over its range in order of (double)g[i] * g[i].
+template <typename T> void sumsq_group_portable(const T* g, size_t n, int c0, double* partial) {
+  for (int c = c0; c < c0 + 8; c++) {
+    const size_t i0 = sumsq_chunk_start(n, c), i1 = sumsq_chunk_start(n, c + 1);
     double s = 0;
     for (size_t i = i0; i < i1; i++) s += (double)g[i] * g[i];
     partial[c] = s;
   }
+}
+
+#if LFMOE_X86_SIMD
+// The same eight sums, one per lane: step t adds the t-th term of every chunk (a gather), so each
+// lane still sums its own chunk in order; chunks longer than the shortest finish in scalar code.
+LFMOE_TARGET_AVX2 void sumsq_group_avx2(const float* g, size_t n, int c0, double* partial) {
+  size_t start[8], len[8], common = SIZE_MAX;
+  for (int l = 0; l < 8; l++) {
+    start[l] = sumsq_chunk_start(n, c0 + l);
+    len[l] = sumsq_chunk_start(n, c0 + l + 1) - start[l];
+    common = len[l] < common ? len[l] : common;
+  }
+  const __m256i idx = _mm256_setr_epi32((int)start[0], (int)start[1], (int)start[2], (int)start[3], (int)start[4],
+                                        (int)start[5], (int)start[6], (int)start[7]);
+  __m256d lo = _mm256_setzero_pd(), hi = lo;  // chunks c0..c0+3, c0+4..c0+7
+  for (size_t t = 0; t < common; t++) {
+    const __m256 x = _mm256_i32gather_ps(g + t, idx, 4);
+    const __m256d xl = _mm256_cvtps_pd(_mm256_castps256_ps128(x)), xh = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+    lo = _mm256_add_pd(lo, _mm256_mul_pd(xl, xl));
+    hi = _mm256_add_pd(hi, _mm256_mul_pd(xh, xh));
+  }
+  alignas(32) double s[8];
+  _mm256_store_pd(s, lo);
+  _mm256_store_pd(s + 4, hi);
+  for (int l = 0; l < 8; l++) {
+    for (size_t i = start[l] + common; i < start[l] + len[l]; i++) s[l] += (double)g[i] * g[i];
+    partial[c0 + l] = s[l];
+  }
+}
+#endif
+}  // namespace
+
+// 64 fixed chunks, each summed in order in double, combined in chunk order: the result is the
+// same for any thread count (the chunking depends on n only).
+template <typename T> double sumsq(const T* g, size_t n) {
+  double partial[kSumsqChunks];
+  PARALLEL_FOR
+  for (int c0 = 0; c0 < kSumsqChunks; c0 += 8) {
+#if LFMOE_X86_SIMD
+    if constexpr (std::is_same<T, float>::value)
+      if (simd_enabled() && n < ((size_t)1 << 31)) {  // (the gather's indices are int32)
+        sumsq_group_avx2(g, n, c0, partial);
+        continue;
+      }
+#endif
+    sumsq_group_portable(g, n, c0, partial);
+  }
   double total = 0;
-  for (int c = 0; c < CHUNKS; c++) total += partial[c];
+  for (int c = 0; c < kSumsqChunks; c++) total += partial[c];
   return total;
 }
 
 template <typename T> void scale_inplace(T* x, size_t n, float s) {
-  PARALLEL_FOR
+  PARALLEL_FOR_SIMD
   for (int64_t i = 0; i < (int64_t)n; i++) x[i] *= s;
 }
+
+#if LFMOE_X86_SIMD
+// adamw_update's elementwise part, 8 at a time: the same IEEE operations in the same order (sqrt and
+// the division are exactly rounded in both), so the same bits.
+LFMOE_TARGET_AVX2 void adamw_avx2(float* p, const float* g, float* m, float* v, int64_t i0, int64_t i1, float decay,
+                                  float b1, float omb1, float b2, float omb2, float step_size, float bc2_sqrt, float e) {
+  const __m256 vdecay = _mm256_set1_ps(decay), vb1 = _mm256_set1_ps(b1), vomb1 = _mm256_set1_ps(omb1),
+               vb2 = _mm256_set1_ps(b2), vomb2 = _mm256_set1_ps(omb2), vstep = _mm256_set1_ps(step_size),
+               vbc2 = _mm256_set1_ps(bc2_sqrt), ve = _mm256_set1_ps(e);
+  for (int64_t i = i0; i < i1; i += 8) {
+    const __m256 gi = _mm256_loadu_ps(g + i);
+    const __m256 pi = _mm256_mul_ps(_mm256_loadu_ps(p + i), vdecay);
+    const __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(vomb1, gi));
+    const __m256 vi =
+        _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(_mm256_mul_ps(vomb2, gi), gi));
+    const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), vbc2), ve);
+    _mm256_storeu_ps(m + i, mi);
+    _mm256_storeu_ps(v + i, vi);
+    _mm256_storeu_ps(p + i, _mm256_sub_ps(pi, _mm256_div_ps(_mm256_mul_ps(vstep, mi), denom)));
+  }
+}
+#endif
 
 // Scalars are formed in double as torch forms them from Python floats (1 - lr*wd, lr/bc1,
 // sqrt(bc2)) and rounded to T once; the elementwise part then runs in T in torch's order:
@@ -458,13 +627,27 @@ void adamw_update(T* p, const T* g, T* m, T* v, size_t n, float lr, float beta1,
   const T step_size = T((double)lr / bc1);
   const T bc2_sqrt = T(std::sqrt(bc2));
   const T b1 = beta1, b2 = beta2, e = eps;
+  const T omb1 = T(1) - b1, omb2 = T(1) - b2;
+  const int64_t chunks = ((int64_t)n + kChunk - 1) / kChunk;
   PARALLEL_FOR
-  for (int64_t i = 0; i < (int64_t)n; i++) {
-    p[i] *= decay;
-    m[i] = b1 * m[i] + (T(1) - b1) * g[i];
-    v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
-    const T denom = std::sqrt(v[i]) / bc2_sqrt + e;
-    p[i] -= step_size * m[i] / denom;
+  for (int64_t c = 0; c < chunks; c++) {
+    int64_t i = c * kChunk;
+    const int64_t end = i + kChunk < (int64_t)n ? i + kChunk : (int64_t)n;
+#if LFMOE_X86_SIMD
+    if constexpr (std::is_same<T, float>::value)
+      if (simd_enabled()) {
+        const int64_t v_end = i + (end - i) / 8 * 8;
+        adamw_avx2(p, g, m, v, i, v_end, decay, b1, omb1, b2, omb2, step_size, bc2_sqrt, e);
+        i = v_end;
+      }
+#endif
+    for (; i < end; i++) {
+      p[i] *= decay;
+      m[i] = b1 * m[i] + omb1 * g[i];
+      v[i] = b2 * v[i] + omb2 * g[i] * g[i];
+      const T denom = std::sqrt(v[i]) / bc2_sqrt + e;
+      p[i] -= step_size * m[i] / denom;
+    }
   }
 }
 
