@@ -1,7 +1,8 @@
 // bench_gemm.cpp — GFLOP/s of ref::gemm on the shapes of a training step of the cpu preset
 // (docs/SPEED.md), each the best of several repeats (the minimum is the figure least disturbed by
 // other work on the machine). Run with OMP_NUM_THREADS=1 or 2:
-//   build/bench_gemm [--reps R]
+//   build/bench_gemm [--reps R] [--only WORD] [--kernel avx512|avx2+fma|portable]
+// (--kernel caps the micro-kernel, ref/gemm.h set_gemm_kernel_cap; the bits never depend on it.)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -45,8 +46,13 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; i++) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-    else {
-      std::fprintf(stderr, "usage: bench_gemm [--reps R] [--only WORD]\n");
+    else if (!std::strcmp(argv[i], "--kernel") && i + 1 < argc) {
+      if (!ref::set_gemm_kernel_cap(argv[++i])) {
+        std::fprintf(stderr, "bench_gemm: --kernel must be avx512, avx2+fma or portable, got '%s'\n", argv[i]);
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr, "usage: bench_gemm [--reps R] [--only WORD] [--kernel avx512|avx2+fma|portable]\n");
       return 2;
     }
   }

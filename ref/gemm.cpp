@@ -30,6 +30,7 @@
 #include <cmath>    // std::fma
 #include <cstdint>  // int64_t
 #include <cstring>  // std::strcmp, std::memcpy
+#include <type_traits>  // std::is_same
 #include <vector>   // std::vector (per-thread packing buffers)
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -85,9 +86,52 @@ template <typename T, int MR> void pack_a_transposed(T* Ap, MatView<T> A, int i0
   for (int i = full_end > i0 ? full_end : i0; i < i1; i++) pack_a_panel<T, MR>(Ap + (size_t)i * MR * kc, A, i * MR, M, k0, kc);
 }
 
+#ifdef LFMOE_X86
+// A full panel of a transposed float B (B.rs == 1, w^T: column c is the contiguous source row
+// src + c*ld) by 8 x 8 transposes in registers: dst[k*NR + c] = src[c*ld + k]. Data movement only.
+__attribute__((target("avx2"))) void pack_b_transposed_avx2(float* dst, const float* src, ptrdiff_t ld, int NR,
+                                                            int kc) {
+  const int k8 = kc / 8 * 8;
+  for (int c0 = 0; c0 < NR; c0 += 8) {
+    const float* s = src + (ptrdiff_t)c0 * ld;
+    for (int k = 0; k < k8; k += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + (ptrdiff_t)i * ld + k);
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      // u0..u3: k+0..k+3 of rows 0-3 (low half) and k+4..k+7 (high half); u4..u7 the same for rows 4-7
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float* d = dst + (size_t)k * NR + c0;
+      _mm256_storeu_ps(d + 0 * NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(d + 1 * NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(d + 2 * NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(d + 3 * NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(d + 4 * NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(d + 5 * NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(d + 6 * NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(d + 7 * NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (int k = k8; k < kc; k++)
+      for (int i = 0; i < 8; i++) dst[(size_t)k * NR + c0 + i] = s[(ptrdiff_t)i * ld + k];
+  }
+}
+#endif
+
 // Packed B for one K-block: columns j0 .. j0+NR-1 at [k*NR + c] (columns past N are zero).
 template <typename T, int NR> void pack_b_panel(T* dst, MatView<T> B, int j0, int N, int k0, int kc) {
   const int cols = N - j0 < NR ? N - j0 : NR;
+#ifdef LFMOE_X86
+  if constexpr (std::is_same<T, float>::value && NR % 8 == 0)
+    if (B.rs == 1 && cols == NR && simd_enabled()) {
+      pack_b_transposed_avx2(dst, B.p + (ptrdiff_t)j0 * B.cs + k0, B.cs, NR, kc);
+      return;
+    }
+#endif
   if (B.cs == 1 && cols == NR) {  // row-major B: one contiguous run of NR per k
     for (int k = 0; k < kc; k++) std::memcpy(dst + (size_t)k * NR, B.p + (ptrdiff_t)(k0 + k) * B.rs + j0, NR * sizeof(T));
     return;
