@@ -31,9 +31,11 @@
 // For elementwise loops: also lets GCC vectorise at -O2 (it does not otherwise). Each element is
 // the same operations in the same order whatever the vector width, so the bits are the same.
 #define PARALLEL_FOR_SIMD _Pragma("omp parallel for simd schedule(static)")
+#define SIMD _Pragma("omp simd")
 #else
 #define PARALLEL_FOR
 #define PARALLEL_FOR_SIMD
+#define SIMD
 #endif
 
 namespace ref {
@@ -263,6 +265,7 @@ template <typename T> void embedding_backward(T* dwte, const T* dout, const int*
     for (int n = 0; n < N; n++) {
       T* drow = dwte + (size_t)tokens[n] * C;
       const T* g = dout + (size_t)n * C;
+      SIMD
       for (int c = c0; c < c1; c++) drow[c] += g[c];
     }
   }
@@ -271,16 +274,50 @@ template <typename T> void embedding_backward(T* dwte, const T* dout, const int*
 // =============================================================================================
 // RMSNorm: out = inp * rstd * w, rstd = 1/sqrt(mean(inp^2) + eps) (mean square in double).
 
+// Row sums in double for 4 rows at once: 4 independent chains, each still one row's terms in
+// increasing c, so the same bits as one row at a time; the chains overlap in the pipeline instead
+// of each add waiting for the one before. term(row, c) gives a row's c-th term.
+constexpr int kRowGroup = 4;
+template <typename F> inline void row_sums4(double* s, int C, F term) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (int c = 0; c < C; c++) {
+    s0 += term(0, c);
+    s1 += term(1, c);
+    s2 += term(2, c);
+    s3 += term(3, c);
+  }
+  s[0] = s0;
+  s[1] = s1;
+  s[2] = s2;
+  s[3] = s3;
+}
+
 template <typename T> void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* w, int N, int C, float eps) {
   require_shape("rmsnorm_forward", N, {C});
+  const int groups = (N + kRowGroup - 1) / kRowGroup;
   PARALLEL_FOR
-  for (int n = 0; n < N; n++) {
-    const T* x = inp + (size_t)n * C;
-    double ss = 0;
-    for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
-    const T r = T(1.0 / std::sqrt(ss / C + eps));
-    rstd[n] = r;
-    for (int c = 0; c < C; c++) out[(size_t)n * C + c] = x[c] * r * w[c];
+  for (int gi = 0; gi < groups; gi++) {
+    const int n0 = gi * kRowGroup, rows = N - n0 < kRowGroup ? N - n0 : kRowGroup;
+    const T* x0 = inp + (size_t)n0 * C;
+    double ss[kRowGroup];
+    if (rows == kRowGroup) {
+      row_sums4(ss, C, [&](int r, int c) { return (double)x0[(size_t)r * C + c] * x0[(size_t)r * C + c]; });
+    } else {
+      for (int r = 0; r < rows; r++) {
+        const T* x = x0 + (size_t)r * C;
+        ss[r] = 0;
+        for (int c = 0; c < C; c++) ss[r] += (double)x[c] * x[c];
+      }
+    }
+    for (int r = 0; r < rows; r++) {
+      const int n = n0 + r;
+      const T* x = x0 + (size_t)r * C;
+      const T rs = T(1.0 / std::sqrt(ss[r] / C + eps));
+      rstd[n] = rs;
+      T* o = out + (size_t)n * C;
+      SIMD
+      for (int c = 0; c < C; c++) o[c] = x[c] * rs * w[c];
+    }
   }
 }
 
@@ -290,15 +327,35 @@ template <typename T>
 void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, const T* rstd, int N, int C) {
   require_shape("rmsnorm_backward", N, {C});
   if (dinp) {
+    const int groups = (N + kRowGroup - 1) / kRowGroup;
     PARALLEL_FOR
-    for (int n = 0; n < N; n++) {
-      const T* x = inp + (size_t)n * C;
-      const T* dy = dout + (size_t)n * C;
-      double dyw_x = 0;
-      for (int c = 0; c < C; c++) dyw_x += (double)dy[c] * w[c] * x[c];
-      const double r = rstd[n];
-      const T coef = T(r * r * r * dyw_x / C);
-      for (int c = 0; c < C; c++) dinp[(size_t)n * C + c] += rstd[n] * (w[c] * dy[c]) - x[c] * coef;
+    for (int gi = 0; gi < groups; gi++) {
+      const int n0 = gi * kRowGroup, rows = N - n0 < kRowGroup ? N - n0 : kRowGroup;
+      const T* x0 = inp + (size_t)n0 * C;
+      const T* dy0 = dout + (size_t)n0 * C;
+      double dyw_x[kRowGroup];
+      if (rows == kRowGroup) {
+        row_sums4(dyw_x, C, [&](int r, int c) {
+          const size_t i = (size_t)r * C + c;
+          return (double)dy0[i] * w[c] * x0[i];
+        });
+      } else {
+        for (int r = 0; r < rows; r++) {
+          dyw_x[r] = 0;
+          for (int c = 0; c < C; c++) dyw_x[r] += (double)dy0[(size_t)r * C + c] * w[c] * x0[(size_t)r * C + c];
+        }
+      }
+      for (int r = 0; r < rows; r++) {
+        const int n = n0 + r;
+        const T* x = x0 + (size_t)r * C;
+        const T* dy = dy0 + (size_t)r * C;
+        const double rr = rstd[n];
+        const T coef = T(rr * rr * rr * dyw_x[r] / C);
+        const T rs = rstd[n];
+        T* di = dinp + (size_t)n * C;
+        SIMD
+        for (int c = 0; c < C; c++) di[c] += rs * (w[c] * dy[c]) - x[c] * coef;
+      }
     }
   }
   if (dw) {  // a column reduction over rows: split columns, sum rows in order
@@ -308,7 +365,11 @@ void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, c
       const int c0 = b * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
       T acc[COL_BLOCK] = {};
       for (int n = 0; n < N; n++) {
-        for (int c = c0; c < c1; c++) acc[c - c0] += dout[(size_t)n * C + c] * (inp[(size_t)n * C + c] * rstd[n]);
+        const T* dy = dout + (size_t)n * C;
+        const T* x = inp + (size_t)n * C;
+        const T rs = rstd[n];
+        SIMD
+        for (int c = c0; c < c1; c++) acc[c - c0] += dy[c] * (x[c] * rs);
       }
       for (int c = c0; c < c1; c++) dw[c] += acc[c - c0];
     }

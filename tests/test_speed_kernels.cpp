@@ -349,3 +349,42 @@ TEST_CASE("speed: cross-entropy rows with a zero or infinite maximum, and NaN, t
     CHECK(!std::isnan(l[0]));
   }
 }
+
+// ------------------------------------------------------------------------------------------ RMSNorm
+TEST_CASE("speed: RMSNorm's rows in groups give one row at a time's bits (every N mod 4, 1/2/3 threads)") {
+  Settings guard;
+  const int C = 37;
+  const float eps = 1e-5f;
+  for (int N : {1, 3, 4, 5, 8, 11}) {
+    const auto x = randn((size_t)N * C, 40 + N, 2.f), w = randn(C, 41, 1.f), dy = randn((size_t)N * C, 42, 1.f);
+    const auto din0 = randn((size_t)N * C, 43, 1.f), dw0 = randn(C, 44, 1.f);
+    // the oracle: ref/ops.cpp's formulas, one row at a time, sums in increasing c, dw over rows in order
+    std::vector<float> out_o((size_t)N * C), rstd_o(N), din_o = din0, dw_o = dw0;
+    for (int n = 0; n < N; n++) {
+      double ss = 0;
+      for (int c = 0; c < C; c++) ss += (double)x[n * C + c] * x[n * C + c];
+      rstd_o[n] = float(1.0 / std::sqrt(ss / C + eps));
+      for (int c = 0; c < C; c++) out_o[n * C + c] = x[n * C + c] * rstd_o[n] * w[c];
+      double s = 0;
+      for (int c = 0; c < C; c++) s += (double)dy[n * C + c] * w[c] * x[n * C + c];
+      const double r = rstd_o[n];
+      const float coef = float(r * r * r * s / C);
+      for (int c = 0; c < C; c++) din_o[n * C + c] += rstd_o[n] * (w[c] * dy[n * C + c]) - x[n * C + c] * coef;
+    }
+    for (int c = 0; c < C; c++) {
+      float acc = 0;
+      for (int n = 0; n < N; n++) acc += dy[n * C + c] * (x[n * C + c] * rstd_o[n]);
+      dw_o[c] += acc;
+    }
+    for (int t : {1, 2, 3}) {
+      Settings::threads(t);
+      std::vector<float> out((size_t)N * C), rstd(N), din = din0, dw = dw0;
+      ref::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, eps);
+      ref::rmsnorm_backward(din.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+      CHECK(same(out, out_o));
+      CHECK(same(rstd, rstd_o));
+      CHECK(same(din, din_o));
+      CHECK(same(dw, dw_o));
+    }
+  }
+}
