@@ -155,7 +155,7 @@ TEST_CASE("gemm: every kernel cap gives the documented fma order, wide and multi
     for (auto& s : shapes) bad += check_shape<float>(s[0], s[1], s[2], seed += 3);
     for (auto& s : kShapes) bad += check_shape<float>(s[0], s[1], s[2], seed += 3);
     bad += check_shape<double>(25, 70, 300, seed += 3);
-    MESSAGE("cap " << cap << " runs kernel " << ref::gemm_kernel_name());
+    MESSAGE("cap " << std::string(cap) << " runs kernel " << std::string(ref::gemm_kernel_name()));
     CHECK(bad == 0);
   }
   CHECK_FALSE(ref::set_gemm_kernel_cap("avx3"));
@@ -244,7 +244,7 @@ TEST_CASE("gemm_grouped: bitwise equal to one gemm per problem, any kernel, any 
       for (size_t p = 0; p < g.m.size(); p++) {
         if (!same_bits(grouped[p], want[p]) || !same_bits(single[p], want[p])) {
           ++bad;
-          MESSAGE("mismatch: cap " << cap << " threads " << t << " problem " << p << " M=" << g.m[p]
+          MESSAGE("mismatch: cap " << std::string(cap) << " threads " << t << " problem " << p << " M=" << g.m[p]
                                    << " N=" << g.n[p] << " K=" << g.k[p]);
         }
       }

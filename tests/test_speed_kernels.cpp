@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #ifdef _OPENMP
@@ -223,7 +224,7 @@ TEST_CASE("speed: grouped experts give the per-expert matmuls' bits (every kerne
         ++runs;
         if (!same(got, want)) {
           ++bad;
-          MESSAGE("mismatch N=" << s.N << " E=" << s.E << " C=" << s.C << " cap " << cap << " threads " << t);
+          MESSAGE("mismatch N=" << s.N << " E=" << s.E << " C=" << s.C << " cap " << std::string(cap) << " threads " << t);
         }
       }
   }
