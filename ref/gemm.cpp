@@ -670,6 +670,8 @@ const char* gemm_kernel_name() {
   }
 }
 
+bool avx512_enabled() { return active_isa() == Isa::avx512; }
+
 bool set_gemm_kernel_cap(const char* name) {
   Isa cap;
   if (!std::strcmp(name, "avx512")) cap = Isa::avx512;

@@ -55,9 +55,13 @@ template <typename T> void gemm_grouped(const GemmProblem<T>* problems, int coun
 // vector code runs at all, ref/vmath.h; then the widest one this CPU has, up to the cap below).
 const char* gemm_kernel_name();
 
-// Caps the kernel used by gemm and gemm_grouped at "avx512" (no cap, the default), "avx2+fma" or
-// "portable"; returns false (and changes nothing) for any other name. For tests and benchmarks
-// (the bits never depend on it); not thread-safe against running products.
+// Caps the kernel used by gemm and gemm_grouped (and the AVX-512 code of the loss, ref/ops.cpp) at
+// "avx512" (no cap, the default), "avx2+fma" or "portable"; returns false (and changes nothing)
+// for any other name. For tests and benchmarks (the bits never depend on it); not thread-safe
+// against running products.
 bool set_gemm_kernel_cap(const char* name);
+
+// True when AVX-512 code may run: simd_enabled(), the CPU has AVX-512F, and the cap allows it.
+bool avx512_enabled();
 
 }  // namespace ref
