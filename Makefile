@@ -57,7 +57,7 @@ TOOLS     := $(patsubst tools/%.cpp,$(BUILD)/%,$(wildcard tools/*.cpp))
 TEST_SRC  := tests/main.cpp $(wildcard tests/test_*.cpp)
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 
-.PHONY: all info train tools unit_tests test deps cuda cuda-test bench-cpu clean help bench_attention fuzz fuzz-replay
+.PHONY: all info train tools unit_tests test deps cuda cuda-test bench-cpu clean help bench_attention fuzz fuzz-replay bench_gemm
 # keep intermediate objects (tools/*.o), so that a second make does not relink everything
 .SECONDARY:
 all: info $(BUILD)/train $(TOOLS)
@@ -72,6 +72,7 @@ help:
 	@echo "make deps       install the test dependencies (Debian packages, npm oracles)"
 	@echo "make bench_attention  build/bench_attention, the CPU attention microbenchmark"
 	@echo "make fuzz       libFuzzer harnesses (clang), each for FUZZ_TIME seconds (docs/RELIABILITY.md)"
+	@echo "make bench_gemm       build/bench_gemm, GFLOP/s of the CPU GEMM on the cpu preset's shapes"
 	@echo "make cuda-test  GPU tests + compute-sanitizer (skips without a GPU)"
 	@echo "make bench-cpu  lfmoe vs PyTorch tokens/s on this CPU, with lfmoe's phase split (docs/SPEED.md)"
 	@echo "make data       build the default corpus, tokenizers and shards (data/build_all.sh)"
@@ -121,6 +122,11 @@ $(BUILD)/unit_tests: $(TEST_OBJ) $(LIB)
 # Microbenchmark of the CPU attention (dev/bench_attention.cpp); run it with OMP_NUM_THREADS=1 or 2.
 bench_attention: $(BUILD)/bench_attention
 $(BUILD)/bench_attention: $(BUILD)/dev/bench_attention.o $(LIB)
+	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+
+# GFLOP/s of ref::gemm on the cpu preset's shapes (dev/bench_gemm.cpp); OMP_NUM_THREADS=1 or 2.
+bench_gemm: $(BUILD)/bench_gemm
+$(BUILD)/bench_gemm: $(BUILD)/dev/bench_gemm.o $(LIB)
 	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 
 # On a machine with an NVIDIA GPU: the CUDA-vs-CPU tests, compute-sanitizer, CUDA dumps checked by

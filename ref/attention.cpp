@@ -289,6 +289,102 @@ LFMOE_TARGET_AVX2 void head_backward_avx2(float* dq, float* dk, float* dv, const
     }
   }
 }
+
+// The same backward in another loop order, for gradients in separate arrays: first every row t
+// (its ds row, kept in S (T_ x T_), and dq_t), then every key u (dv_u and dk_u). Each element's
+// chain is unchanged (dv_u and dk_u: one fma per query row t = u..T_-1 in increasing t, from the
+// caller's value; dq_t: from 0 in increasing u, then added), so are the bits; but dv_u and dk_u now
+// stay in registers over t instead of being loaded and stored once per (t, u).
+template <int NC>
+LFMOE_TARGET_AVX2 inline void dq_block(float* dq, const float* k, const float* ds, int t, int C, int d0) {
+  __m256 acc[NC];
+  for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+  for (int u = 0; u <= t; u++) {
+    const __m256 su = _mm256_set1_ps(ds[u]);
+    const float* ku = k + (size_t)u * C + d0;
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_fmadd_ps(su, _mm256_loadu_ps(ku + 8 * c), acc[c]);
+  }
+  float* dqt = dq + (size_t)t * C + d0;
+  for (int c = 0; c < NC; c++) _mm256_storeu_ps(dqt + 8 * c, _mm256_add_ps(_mm256_loadu_ps(dqt + 8 * c), acc[c]));
+}
+
+template <int NC>
+LFMOE_TARGET_AVX2 inline void kv_block(float* dk, float* dv, const float* dout, const float* q, const float* att,
+                                       const float* S, int u, int T_, int C, int d0) {
+  __m256 av[NC], ak[NC];
+  const size_t off = (size_t)u * C + d0;
+  for (int c = 0; c < NC; c++) {
+    av[c] = dv ? _mm256_loadu_ps(dv + off + 8 * c) : _mm256_setzero_ps();
+    ak[c] = dk ? _mm256_loadu_ps(dk + off + 8 * c) : _mm256_setzero_ps();
+  }
+  for (int t = u; t < T_; t++) {
+    const __m256 pu = _mm256_set1_ps(att[(size_t)t * T_ + u]), su = _mm256_set1_ps(S[(size_t)t * T_ + u]);
+    const float* g = dout + (size_t)t * C + d0;
+    const float* qt = q + (size_t)t * C + d0;
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+      if (dv) av[c] = _mm256_fmadd_ps(pu, _mm256_loadu_ps(g + 8 * c), av[c]);
+      if (dk) ak[c] = _mm256_fmadd_ps(su, _mm256_loadu_ps(qt + 8 * c), ak[c]);
+    }
+  }
+  for (int c = 0; c < NC; c++) {
+    if (dv) _mm256_storeu_ps(dv + off + 8 * c, av[c]);
+    if (dk) _mm256_storeu_ps(dk + off + 8 * c, ak[c]);
+  }
+}
+
+LFMOE_TARGET_AVX2 void head_backward_split_avx2(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                                const float* k, const float* v, const float* att, int T_, int C,
+                                                int D, float scale, float* S) {
+  const int d_rest = D / 8 * 8;
+  for (int t = 0; t < T_; t++) {
+    const float* p = att + (size_t)t * T_;
+    const float* dout_t = dout + (size_t)t * C;
+    float* ds = S + (size_t)t * T_;
+    for (int u0 = 0; u0 <= t; u0 += 8) dots8(ds, dout_t, v, u0, t, C, D, 0.0f, false);
+    const int n = t + 1, full = n / 8 * 8;
+    const float pdp = float(dotsum8(p, ds, n));
+    const __m256 pdpv = _mm256_set1_ps(pdp), sv = _mm256_set1_ps(scale);
+    for (int u = 0; u < full; u += 8) {
+      const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(p + u), _mm256_sub_ps(_mm256_loadu_ps(ds + u), pdpv));
+      _mm256_storeu_ps(ds + u, _mm256_mul_ps(sv, x));
+    }
+    for (int u = full; u < n; u++) ds[u] = scale * (p[u] * (ds[u] - pdp));
+    if (!dq) continue;
+    int d0 = 0;  // column blocks of 32, then one of 24, 16 or 8, then scalar columns
+    for (; d0 + 32 <= D; d0 += 32) dq_block<4>(dq, k, ds, t, C, d0);
+    switch ((D - d0) / 8) {
+      case 3: dq_block<3>(dq, k, ds, t, C, d0); break;
+      case 2: dq_block<2>(dq, k, ds, t, C, d0); break;
+      case 1: dq_block<1>(dq, k, ds, t, C, d0); break;
+      default: break;
+    }
+    for (int d = d_rest; d < D; d++) {
+      float acc = 0;
+      for (int u = 0; u <= t; u++) acc = std::fma(ds[u], k[(size_t)u * C + d], acc);
+      dq[(size_t)t * C + d] += acc;
+    }
+  }
+  if (!dk && !dv) return;
+  for (int u = 0; u < T_; u++) {
+    int d0 = 0;
+    for (; d0 + 32 <= D; d0 += 32) kv_block<4>(dk, dv, dout, q, att, S, u, T_, C, d0);
+    switch ((D - d0) / 8) {
+      case 3: kv_block<3>(dk, dv, dout, q, att, S, u, T_, C, d0); break;
+      case 2: kv_block<2>(dk, dv, dout, q, att, S, u, T_, C, d0); break;
+      case 1: kv_block<1>(dk, dv, dout, q, att, S, u, T_, C, d0); break;
+      default: break;
+    }
+    for (int d = d_rest; d < D; d++) {
+      const size_t ud = (size_t)u * C + d;
+      for (int t = u; t < T_; t++) {
+        if (dv) dv[ud] = std::fma(att[(size_t)t * T_ + u], dout[(size_t)t * C + d], dv[ud]);
+        if (dk) dk[ud] = std::fma(S[(size_t)t * T_ + u], q[(size_t)t * C + d], dk[ud]);
+      }
+    }
+  }
+}
 #endif  // LFMOE_X86_SIMD
 
 #if LFMOE_X86_SIMD
@@ -299,6 +395,8 @@ constexpr bool HAVE_AVX2_CODE = false;
 inline void row_forward_avx2(float*, float*, const float*, const float*, const float*, int, int, int, int, float) {}
 inline void head_backward_avx2(float*, float*, float*, const float*, const float*, const float*, const float*,
                                const float*, int, int, int, float, float*) {}
+inline void head_backward_split_avx2(float*, float*, float*, const float*, const float*, const float*, const float*,
+                                     const float*, int, int, int, float, float*) {}
 #endif
 
 // Forward work items: ROW_BLOCK query rows of one (b,h); threads take them round-robin.
@@ -345,12 +443,16 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
   const int D = C / H;
   const T scale = T(1.0 / std::sqrt((double)D));
   const bool simd = HAVE_AVX2_CODE && simd_enabled();
+  // the key-major loop order (head_backward_split_avx2) needs dq, dk, dv in separate arrays
+  const bool split = (!dq || (dq != dk && dq != dv)) && (!dk || dk != dv);
+  const size_t need = simd && split ? (size_t)T_ * T_ : (size_t)(T_ + D);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
   for (int bh = 0; bh < B * H; bh++) {
-    static thread_local std::vector<T> scratch;  // ds (T_) and acc (D), grown once per thread
-    if (scratch.size() < (size_t)(T_ + D)) scratch.resize(T_ + D);
+    // ds (T_) and acc (D), or the head's ds rows (T_ x T_), grown once per thread
+    static thread_local std::vector<T> scratch;
+    if (scratch.size() < need) scratch.resize(need);
     const int b = bh / H, h = bh % H;
     const size_t head = (size_t)b * T_ * C + (size_t)h * D;
     T* dqh = dq ? dq + head : nullptr;
@@ -358,6 +460,11 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
     T* dvh = dv ? dv + head : nullptr;
     const T* atth = att + (size_t)bh * T_ * T_;
     if constexpr (std::is_same<T, float>::value) {
+      if (simd && split) {
+        head_backward_split_avx2(dqh, dkh, dvh, dout + head, q + head, k + head, v + head, atth, T_, C, D, scale,
+                                 scratch.data());
+        continue;
+      }
       if (simd) {
         head_backward_avx2(dqh, dkh, dvh, dout + head, q + head, k + head, v + head, atth, T_, C, D, scale,
                            scratch.data());

@@ -9,9 +9,9 @@
 //    exactly: keys are compared with ties broken by index, loads are int64 and compared in integers;
 //  - routing and metrics are O(N*E*K) and run serially, so that bad input (a NaN score, a bad
 //    chunk size) can be reported with a clear exception where it is found. The experts, which do
-//    the real work, run one after another, each as parallel GEMMs (ref/ops.h).
+//    the real work, run as grouped GEMMs (ref/gemm.h), every expert of a stage in one call.
 #include "ref/moe.h"
-#include "ref/ops.h"  // matmul_forward, matmul_backward: the experts' GEMMs
+#include "ref/gemm.h"  // gemm_grouped: the experts' GEMMs, all experts of a stage at once
 #include "ref/profile.h"  // phase scopes (train --profile): the experts' GEMMs and activations
 
 #include <algorithm>  // std::max, std::partial_sort, std::copy_n, std::fill_n
@@ -294,40 +294,71 @@ void dispatch_sort(int* perm, int* exp_off, const int* a_exp, int A, int E) {
 }
 
 // The experts are one group of rows per expert (the dispatch slots exp_off[e] .. exp_off[e+1]), so
-// each expert is three ordinary Linear layers on a gathered (n_e, C) block, done by the same
-// blocked GEMM as every other matmul (ref/ops.h). Within an expert the GEMMs split rows over
-// threads; every output element is still one sum in a fixed order, so results do not depend on the
-// thread count. Empty experts are skipped.
+// each expert is three ordinary Linear layers on a gathered (n_e, C) block. All experts' products
+// of one stage go to the GEMM as one group (ref/gemm.h gemm_grouped: one parallel region, threads
+// split (expert, column panel) items), which gives the same bits as one matmul per expert: every
+// output element is still one sum in the fixed order of ref/gemm.h, whatever the thread count.
+// Empty experts have no products.
+namespace {
+
+// Grow-only scratch of the calling thread (no allocation once the largest shape ran).
+template <typename U> U* grow(std::vector<U>& buf, size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// dst row j = src row idx(j), C values per row, rows split over threads.
+template <typename T, typename Idx> void copy_rows(T* dst, const T* src, int rows, int C, Idx idx) {
+  MOE_PARALLEL_FOR
+  for (int j = 0; j < rows; j++) std::copy_n(src + (size_t)idx(j) * C, C, dst + (size_t)j * C);
+}
+
+}  // namespace
+
 template <typename T>
 void experts_forward(T* y, T* h1, T* h3, T* act, const T* x, const T* w1, const T* w3, const T* w2,
                      const int* perm, const int* exp_off, const int* a_tok, int E, int C, int F) {
-  std::vector<T> xe, ye;
+  const int A = exp_off[E];
+  if (A == 0) return;
+  static thread_local std::vector<T> xbuf, ybuf;
+  static thread_local std::vector<GemmProblem<T>> probs;
+  T* xs = grow(xbuf, (size_t)A * C);  // token rows in slot order
+  T* ys = grow(ybuf, (size_t)A * C);  // expert outputs in slot order
+  copy_rows(xs, x, A, C, [&](int j) { return a_tok[perm[j]]; });
+  // h1 = x_e W1_e^T and h3 = x_e W3_e^T for every expert e
+  probs.clear();
   for (int e = 0; e < E; e++) {
     const int j0 = exp_off[e], n = exp_off[e + 1] - j0;
     if (n == 0) continue;
-    xe.resize((size_t)n * C);
-    ye.resize((size_t)n * C);
-    for (int i = 0; i < n; i++)  // gather this expert's token rows in slot order
-      std::copy_n(x + (size_t)a_tok[perm[j0 + i]] * C, C, xe.data() + (size_t)i * C);
-    T* h1e = h1 + (size_t)j0 * F;
-    T* h3e = h3 + (size_t)j0 * F;
-    T* acte = act + (size_t)j0 * F;
-    {
-      prof::Scope p(prof::Phase::gemm, 2 * prof::matmul_flops(n, C, F));
-      matmul_forward(h1e, xe.data(), w1 + (size_t)e * F * C, n, C, F);
-      matmul_forward(h3e, xe.data(), w3 + (size_t)e * F * C, n, C, F);
-    }
-    {
-      prof::Scope p(prof::Phase::other);
-      for (size_t i = 0; i < (size_t)n * F; i++) acte[i] = h1e[i] * sigmoid(h1e[i]) * h3e[i];  // silu(h1) * h3
-    }
-    {
-      prof::Scope p(prof::Phase::gemm, prof::matmul_flops(n, F, C));
-      matmul_forward(ye.data(), acte, w2 + (size_t)e * C * F, n, F, C);
-    }
-    for (int i = 0; i < n; i++)  // scatter back to assignment order (each assignment has one slot)
-      std::copy_n(ye.data() + (size_t)i * C, C, y + (size_t)perm[j0 + i] * C);
+    const MatView<T> xe = row_major(xs + (size_t)j0 * C, C);
+    probs.push_back({h1 + (size_t)j0 * F, F, xe, transposed(w1 + (size_t)e * F * C, C), n, F, C, false});
+    probs.push_back({h3 + (size_t)j0 * F, F, xe, transposed(w3 + (size_t)e * F * C, C), n, F, C, false});
   }
+  {
+    prof::Scope p(prof::Phase::gemm, 2 * prof::matmul_flops(A, C, F));
+    gemm_grouped(probs.data(), (int)probs.size());
+  }
+  {
+    prof::Scope p(prof::Phase::other);
+    const int64_t AF = (int64_t)A * F;
+    MOE_PARALLEL_FOR
+    for (int64_t i = 0; i < AF; i++) act[i] = h1[i] * sigmoid(h1[i]) * h3[i];  // silu(h1) * h3
+  }
+  // y_e = act_e W2_e^T
+  probs.clear();
+  for (int e = 0; e < E; e++) {
+    const int j0 = exp_off[e], n = exp_off[e + 1] - j0;
+    if (n == 0) continue;
+    probs.push_back({ys + (size_t)j0 * C, C, row_major(act + (size_t)j0 * F, F), transposed(w2 + (size_t)e * C * F, F),
+                     n, C, F, false});
+  }
+  {
+    prof::Scope p(prof::Phase::gemm, prof::matmul_flops(A, F, C));
+    gemm_grouped(probs.data(), (int)probs.size());
+  }
+  // scatter back to assignment order (each assignment has one slot)
+  MOE_PARALLEL_FOR
+  for (int j = 0; j < A; j++) std::copy_n(ys + (size_t)j * C, C, y + (size_t)perm[j] * C);
 }
 
 template <typename T>
@@ -335,60 +366,82 @@ void experts_backward(T* dx, T* dw1, T* dw3, T* dw2, T* scratch, const T* dy, co
                       const T* act, const T* w1, const T* w3, const T* w2, const int* perm, const int* exp_off,
                       const int* tok_off, const int* a_tok, int N, int E, int C, int F) {
   const int A = exp_off[E];
-  T* dh1 = scratch;                        // (A,F) in slot order
-  T* dh3 = scratch + (size_t)A * F;        // (A,F) in slot order
-  T* dxa = scratch + (size_t)2 * A * F;    // (A,C) in assignment order: each assignment's part of dx
-  std::vector<T> xe, dye, dxe;
+  if (A == 0) return;
+  T* dh1 = scratch;                      // (A,F) in slot order
+  T* dh3 = scratch + (size_t)A * F;      // (A,F) in slot order
+  T* dxs = scratch + (size_t)2 * A * F;  // (A,C) in slot order: each assignment's part of dx
+  static thread_local std::vector<T> xbuf, dybuf;
+  static thread_local std::vector<int> slot_buf;
+  static thread_local std::vector<GemmProblem<T>> probs;
+  T* xs = grow(xbuf, (size_t)A * C);
+  T* dys = grow(dybuf, (size_t)A * C);
+  copy_rows(xs, x, A, C, [&](int j) { return a_tok[perm[j]]; });
+  copy_rows(dys, dy, A, C, [&](int j) { return perm[j]; });
+
+  // 1. through W2: dact = dy W2 (held in dh1 for now); dW2 += dy^T act
+  std::fill_n(dh1, (size_t)A * F, T(0));
+  probs.clear();
   for (int e = 0; e < E; e++) {
     const int j0 = exp_off[e], n = exp_off[e + 1] - j0;
     if (n == 0) continue;
-    xe.resize((size_t)n * C);
-    dye.resize((size_t)n * C);
-    for (int i = 0; i < n; i++) {
-      const int a = perm[j0 + i];
-      std::copy_n(x + (size_t)a_tok[a] * C, C, xe.data() + (size_t)i * C);
-      std::copy_n(dy + (size_t)a * C, C, dye.data() + (size_t)i * C);
+    const T* dye = dys + (size_t)j0 * C;
+    probs.push_back({dh1 + (size_t)j0 * F, F, row_major(dye, C), row_major(w2 + (size_t)e * C * F, F), n, F, C, true});
+    if (dw2)
+      probs.push_back({dw2 + (size_t)e * C * F, F, transposed(dye, C), row_major(act + (size_t)j0 * F, F), C, F, n,
+                       true});
+  }
+  {
+    prof::Scope p(prof::Phase::gemm, prof::matmul_backward_flops(dh1, dw2, A, F, C));
+    gemm_grouped(probs.data(), (int)probs.size());
+  }
+  // 2. through the SwiGLU: dh1 = dact * h3 * silu'(h1), dh3 = dact * silu(h1)
+  {
+    prof::Scope p(prof::Phase::other);
+    const int64_t AF = (int64_t)A * F;
+    MOE_PARALLEL_FOR
+    for (int64_t i = 0; i < AF; i++) {
+      const T a = h1[i], b = h3[i], sg = sigmoid(a), dact = dh1[i];
+      dh1[i] = dact * b * sg * (T(1) + a * (T(1) - sg));  // silu'(a) = sg (1 + a (1 - sg))
+      dh3[i] = dact * a * sg;
     }
-    const T* h1e = h1 + (size_t)j0 * F;
-    const T* h3e = h3 + (size_t)j0 * F;
-    T* d1 = dh1 + (size_t)j0 * F;
-    T* d3 = dh3 + (size_t)j0 * F;
-    // 1. through W2: dact = dy W2 (held in d1 for now); dW2 += dy^T act
-    std::fill_n(d1, (size_t)n * F, T(0));
-    {
-      prof::Scope p(prof::Phase::gemm, prof::matmul_backward_flops(d1, dw2, n, F, C));
-      matmul_backward(d1, dw2 ? dw2 + (size_t)e * C * F : nullptr, dye.data(), act + (size_t)j0 * F,
-                      w2 + (size_t)e * C * F, n, F, C);
-    }
-    // 2. through the SwiGLU: dh1 = dact * h3 * silu'(h1), dh3 = dact * silu(h1)
-    {
-      prof::Scope p(prof::Phase::other);
-      for (size_t i = 0; i < (size_t)n * F; i++) {
-        const T a = h1e[i], b = h3e[i], sg = sigmoid(a), dact = d1[i];
-        d1[i] = dact * b * sg * (T(1) + a * (T(1) - sg));  // silu'(a) = sg (1 + a (1 - sg))
-        d3[i] = dact * a * sg;
+  }
+  // 3. through W1 and W3: dx_e = dh1 W1 + dh3 W3 (in this order: the W3 part is a second group);
+  //    dW1 += dh1^T x_e; dW3 += dh3^T x_e
+  if (dx) std::fill_n(dxs, (size_t)A * C, T(0));
+  {
+    prof::Scope p(prof::Phase::gemm, prof::matmul_backward_flops(dx, dw1, A, C, F) +
+                                       prof::matmul_backward_flops(dx, dw3, A, C, F));
+    for (int pass = 0; pass < 2; pass++) {
+      probs.clear();
+      for (int e = 0; e < E; e++) {
+        const int j0 = exp_off[e], n = exp_off[e + 1] - j0;
+        if (n == 0) continue;
+        const T* d1 = dh1 + (size_t)j0 * F;
+        const T* d3 = dh3 + (size_t)j0 * F;
+        const MatView<T> xe = row_major(xs + (size_t)j0 * C, C);
+        T* dxe = dxs + (size_t)j0 * C;
+        if (pass == 0) {
+          if (dx) probs.push_back({dxe, C, row_major(d1, F), row_major(w1 + (size_t)e * F * C, C), n, C, F, true});
+          if (dw1) probs.push_back({dw1 + (size_t)e * F * C, C, transposed(d1, F), xe, F, C, n, true});
+          if (dw3) probs.push_back({dw3 + (size_t)e * F * C, C, transposed(d3, F), xe, F, C, n, true});
+        } else if (dx) {
+          probs.push_back({dxe, C, row_major(d3, F), row_major(w3 + (size_t)e * F * C, C), n, C, F, true});
+        }
       }
+      gemm_grouped(probs.data(), (int)probs.size());
     }
-    // 3. through W1 and W3: dx_e = dh1 W1 + dh3 W3; dW1 += dh1^T x_e; dW3 += dh3^T x_e
-    if (dx) dxe.assign((size_t)n * C, T(0));
-    {
-      prof::Scope p(prof::Phase::gemm, prof::matmul_backward_flops(dx, dw1, n, C, F) +
-                                         prof::matmul_backward_flops(dx, dw3, n, C, F));
-      matmul_backward(dx ? dxe.data() : nullptr, dw1 ? dw1 + (size_t)e * F * C : nullptr, d1, xe.data(),
-                      w1 + (size_t)e * F * C, n, C, F);
-      matmul_backward(dx ? dxe.data() : nullptr, dw3 ? dw3 + (size_t)e * F * C : nullptr, d3, xe.data(),
-                      w3 + (size_t)e * F * C, n, C, F);
-    }
-    if (dx)
-      for (int i = 0; i < n; i++) std::copy_n(dxe.data() + (size_t)i * C, C, dxa + (size_t)perm[j0 + i] * C);
   }
   if (!dx) return;
 
-  // 4. summed per token in token-major order (a gather: no two threads write one row)
+  // 4. summed per token in token-major assignment order (a gather: no two threads write one row)
+  int* slot = grow(slot_buf, (size_t)A);  // slot of assignment a
+  for (int j = 0; j < A; j++) slot[perm[j]] = j;
   MOE_PARALLEL_FOR
   for (int t = 0; t < N; t++)
-    for (int a = tok_off[t]; a < tok_off[t + 1]; a++)
-      for (int c = 0; c < C; c++) dx[(size_t)t * C + c] += dxa[(size_t)a * C + c];
+    for (int a = tok_off[t]; a < tok_off[t + 1]; a++) {
+      const T* src = dxs + (size_t)slot[a] * C;
+      for (int c = 0; c < C; c++) dx[(size_t)t * C + c] += src[c];
+    }
 }
 
 template <typename T> void combine_forward(T* out, const T* y, const T* a_gate, const int* tok_off, int N, int C) {
