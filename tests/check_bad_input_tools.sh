@@ -6,7 +6,7 @@
 # take no numeric flags (tokenize's decode ids are checked by check_tokenizer_asan.sh). Valid values
 # must still work: one good run per tool. A few seconds.
 . "$(dirname "$0")/lib.sh"  # set -u, the repository root, BUILD, require_built, bad, make_tmp
-require_built "$BUILD/make_shards" "$BUILD/bpe_train" "$BUILD/bench_tokenizer" "$BUILD/plot"
+require_built "$BUILD/make_shards" "$BUILD/bpe_train" "$BUILD/bench_tokenizer" "$BUILD/plot" "$BUILD/tokenize"
 passive_threads
 make_tmp
 n=0
@@ -84,6 +84,14 @@ case_ "tail 1.5"               1 "--tail '1.5': expected a number in" $PT --tail
 case_ "tail .5 (good)"         0 "loss" $PT --tail .5 "$TMP/run.jsonl"
 case_ "heatmap step -2"        1 "--step '-2': expected an integer in \[0, " $BUILD/plot heatmap --step -2 --out "$TMP/h.svg" "$TMP/run.jsonl"
 case_ "heatmap step 2.0"       1 "--step '2.0': expected an integer" $BUILD/plot heatmap --step 2.0 --out "$TMP/h.svg" "$TMP/run.jsonl"
+
+# ---- tokenize: a tokenizer.json whose ids are far from dense (fuzz finding: id 2^31-1 ended in
+# std::bad_alloc, id 22222273 allocated 1.4 GB); refused at load, naming the id
+for f in tests/fuzz/regressions/tokenizer_json/vocab_id_2147483647_bad_alloc.json \
+         tests/fuzz/regressions/tokenizer_json/vocab_id_22222273_allocates_1.4GB.json; do
+  case_ "tokenizer id $(basename "$f")" 1 "model.vocab: the largest token id [0-9]* is far beyond the file's [0-9]* tokens" \
+    $BUILD/tokenize info --tokenizer "$f"
+done
 
 [ $fail = 0 ] && echo "PASS check_bad_input_tools: $n cases" || echo "FAIL check_bad_input_tools"
 exit $fail

@@ -5,7 +5,7 @@
 # tests/fuzz/regressions/<name>/ (inputs that once crashed a reader: each stays a test here), and on
 # binary seeds written now by make_seeds (so the harnesses follow the current file formats). A
 # harness property that fails, a sanitizer report or a crash fails the check, naming the input.
-# tests/fuzz/pending/ holds crash inputs whose fix lives in another branch; they are not replayed.
+# (A tests/fuzz/pending/ folder may hold crash inputs whose fix is not merged yet; it is not replayed.)
 . "$(dirname "$0")/lib.sh"  # set -u, the repository root, bad, make_tmp
 . tests/lib_asan.sh
 make_tmp

@@ -623,6 +623,14 @@ struct TokenizerLoader {
     uint32_t size = 0;
     for (const auto& kv : t.vocab_) size = std::max(size, kv.second + 1);
     for (const auto& a : t.added_) size = std::max(size, a.id + 1);
+    // The id tables are indexed by id, so their size is the largest id + 1. Real files number their
+    // tokens densely (0..N-1); a file whose largest id is far beyond its token count would make
+    // these tables huge (an id of 2^31-1 asks for tens of GB), so it is refused, naming the id.
+    const uint64_t n_tokens = t.vocab_.size() + t.added_.size();
+    if (size > 2 * n_tokens + 65536)
+      refuse("model.vocab", "the largest token id " + std::to_string(size - 1) + " is far beyond the file's " +
+                                std::to_string(n_tokens) + " tokens (ids must be nearly dense: at most 2 * tokens + " +
+                                "65536); renumber the vocabulary and added_tokens from 0");
     t.id_to_token_.assign(size, std::string());
     t.id_bytes_.assign(size, std::string());
     t.id_special_.assign(size, false);
