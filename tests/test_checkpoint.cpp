@@ -66,11 +66,6 @@ std::string slurp(const std::string& path) {
 }
 void spit(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
-bool same(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) {
-           return std::memcmp(&x, &y, sizeof x) == 0;
-         });
-}
 
 // A trained model (3 steps) saved to `path`; returns the model.
 std::unique_ptr<ref::Model> trained_and_saved(const ref::Config& c, const std::string& path, uint64_t* data_pos) {

@@ -21,21 +21,11 @@
 #include "ref/gemm.h"
 #include "ref/moe.h"
 #include "ref/ops.h"
+#include "tests/test_util.h"  // randn, same
 #include "ref/vmath.h"
 
 namespace {
 
-std::vector<float> randn(size_t n, unsigned seed, float scale) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
-
-bool same(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 // Thread counts to try, and a guard that restores the count and the kernel settings.
 struct Settings {
