@@ -160,6 +160,8 @@ table1() {
   for s in $SEEDS; do
     run $o aux_s$s --balance aux --aux-alpha 1e-3 --seed $s; logs+=($o/logs/aux_s$s.jsonl:aux,seed=$s)
     run $o lossfree_s$s --balance lossfree --bias-rate 1e-3 --seed $s; logs+=($o/logs/lossfree_s$s.jsonl:loss-free,seed=$s)
+  done
+  for s in $SEEDS; do  # the paired runs first, so an unfinished round has complete pairs
     run $o none_s$s --balance none --seed $s; logs+=($o/logs/none_s$s.jsonl:none,seed=$s)
   done
   ready || return 0
