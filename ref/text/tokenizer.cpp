@@ -1183,9 +1183,18 @@ void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
 }
 
 namespace {
+// The ids of every cached pre-token live in one pool (an entry is its offset and length there), and
+// the table's buckets are sized once for kCacheEntries: a cold pass, which inserts every new word,
+// then does one allocation per word (the key) instead of three, and never rehashes.
 struct WordCache {
   uint64_t owner = 0;
-  std::unordered_map<std::string, std::vector<uint32_t>> map;
+  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>> map;
+  std::vector<uint32_t> pool;
+  void reset() {
+    map.clear();
+    pool.clear();
+    if (map.bucket_count() < Tokenizer::kCacheEntries) map.reserve(Tokenizer::kCacheEntries);
+  }
 };
 thread_local WordCache tl_cache;
 }  // namespace
@@ -1219,18 +1228,20 @@ void Tokenizer::encode_piece_cached(const std::string& word, std::vector<uint32_
   }
   WordCache& c = tl_cache;
   if (c.owner != serial_) {
-    c.map.clear();
+    c.reset();
     c.owner = serial_;
   }
   auto it = c.map.find(word);
   if (it != c.map.end()) {
-    out.insert(out.end(), it->second.begin(), it->second.end());
+    const uint32_t* ids = c.pool.data() + it->second.first;
+    out.insert(out.end(), ids, ids + it->second.second);
     return;
   }
   size_t before = out.size();
   bpe(word, out);
-  if (c.map.size() >= kCacheEntries) c.map.clear();  // simple cap: start over
-  c.map.emplace(word, std::vector<uint32_t>(out.begin() + before, out.end()));
+  if (c.map.size() >= kCacheEntries) c.reset();  // simple cap: start over
+  c.map.emplace(word, std::make_pair((uint32_t)c.pool.size(), (uint32_t)(out.size() - before)));
+  c.pool.insert(c.pool.end(), out.begin() + before, out.end());
 }
 
 // ---------------------------------------------------------------------------------------------
