@@ -137,34 +137,44 @@ static bool posix_matches(uint8_t kind, uint32_t cp) {
 // UTF-8
 // ---------------------------------------------------------------------------------------------
 void decode_utf8(const std::string& s, std::vector<uint32_t>& cps, std::vector<uint32_t>& offsets) {
-  cps.clear();
-  offsets.clear();
-  const unsigned char* u = (const unsigned char*)s.data();
-  size_t n = s.size(), i = 0;
+  decode_utf8(s.data(), s.size(), cps, offsets);
+}
+
+void decode_utf8(const char* s, size_t n, std::vector<uint32_t>& cps, std::vector<uint32_t>& offsets) {
+  // Sized for the worst case (one code point per byte) once, then trimmed.
+  cps.resize(n);
+  offsets.resize(n + 1);
+  uint32_t* c_out = cps.data();
+  uint32_t* o_out = offsets.data();
+  size_t k = 0;
+  const unsigned char* u = (const unsigned char*)s;
+  size_t i = 0;
   while (i < n) {
-    offsets.push_back((uint32_t)i);
+    o_out[k] = (uint32_t)i;
     unsigned char c = u[i];
-    if (c < 0x80) { cps.push_back(c); i++; continue; }
+    if (c < 0x80) { c_out[k++] = c; i++; continue; }
     size_t len = (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
     uint32_t cp = len ? (c & (0x7F >> len)) : 0;
     bool ok = len > 0 && i + len <= n;
-    for (size_t k = 1; ok && k < len; k++) {
-      if ((u[i + k] & 0xC0) != 0x80) ok = false;
-      else cp = (cp << 6) | (u[i + k] & 0x3F);
+    for (size_t j = 1; ok && j < len; j++) {
+      if ((u[i + j] & 0xC0) != 0x80) ok = false;
+      else cp = (cp << 6) | (u[i + j] & 0x3F);
     }
     // Overlong 3/4-byte forms, surrogates and values past U+10FFFF are invalid too.
     if (ok && ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
                (cp >= 0xD800 && cp <= 0xDFFF)))
       ok = false;
     if (ok) {
-      cps.push_back(cp);
+      c_out[k++] = cp;
       i += len;
     } else {
-      cps.push_back(0xDC00 + c);  // one invalid byte = one code point (see regex.h)
+      c_out[k++] = 0xDC00 + c;  // one invalid byte = one code point (see regex.h)
       i++;
     }
   }
-  offsets.push_back((uint32_t)n);
+  o_out[k] = (uint32_t)n;
+  cps.resize(k);
+  offsets.resize(k + 1);
 }
 
 void append_utf8(std::string& out, uint32_t cp) {
@@ -930,17 +940,80 @@ Regex::Regex(const std::string& pattern) : pattern_(pattern) {
       if (in != cls.negated) cls.ascii[c >> 6] |= 1ull << (c & 63);
     }
   }
+  compute_first_set();
+}
+
+namespace {
+// The instructions reachable from `start` without consuming a code point: the consuming ones
+// go to `consuming`; returns whether the (sub-)program's kMatch is among them (it can match
+// empty). Look-aheads are passed over (they consume nothing, and ignoring their condition only
+// makes the set larger); an atomic group contributes its sub-program's first set, and what
+// follows it when the group can match empty.
+bool first_reach(const std::vector<Regex::Inst>& prog, uint32_t start, std::vector<uint32_t>& consuming) {
+  std::vector<bool> seen(prog.size(), false);
+  std::vector<uint32_t> todo = {start};
+  bool match = false;
+  while (!todo.empty()) {
+    uint32_t pc = todo.back();
+    todo.pop_back();
+    if (seen[pc]) continue;
+    seen[pc] = true;
+    const Regex::Inst& in = prog[pc];
+    switch (in.op) {
+      case Regex::kChar: case Regex::kCharFold: case Regex::kClass: case Regex::kAny: consuming.push_back(pc); break;
+      case Regex::kSplit: todo.push_back(in.b); todo.push_back(in.a); break;
+      case Regex::kJmp: todo.push_back(in.a); break;
+      case Regex::kEmptyCheck: todo.push_back(in.b); todo.push_back(pc + 1); break;
+      case Regex::kSavePos: case Regex::kBol: case Regex::kEol: case Regex::kLook: todo.push_back(pc + 1); break;
+      case Regex::kAtomic:
+        if (first_reach(prog, in.a, consuming)) todo.push_back(pc + 1);
+        break;
+      case Regex::kMatch: match = true; break;
+    }
+  }
+  return match;
+}
+}  // namespace
+
+void Regex::compute_first_set() {
+  std::vector<uint32_t> consuming;
+  first_ = FirstSet();
+  if (first_reach(prog_, 0, consuming)) return;  // can match empty: every position is a start
+  std::sort(consuming.begin(), consuming.end());
+  consuming.erase(std::unique(consuming.begin(), consuming.end()), consuming.end());
+  for (uint32_t pc : consuming)
+    if (prog_[pc].op == kAny) return;  // '.' starts almost anywhere: no point in filtering
+  first_.insts = consuming;
+  for (uint32_t c = 0; c < 128; c++) {
+    bool any = false;
+    for (uint32_t pc : consuming) {
+      const Inst& in = prog_[pc];
+      any = any || (in.op == kChar && in.a == c) || (in.op == kCharFold && unicode::simple_fold(c) == in.a) ||
+            (in.op == kClass && classes_[in.a].matches(c));
+    }
+    if (any) first_.ascii[c >> 6] |= 1ull << (c & 63);
+  }
+  first_.active = true;
+}
+
+bool Regex::FirstSet::may_start(uint32_t cp, const std::vector<CharClass>& classes, const std::vector<Inst>& prog) const {
+  if (cp < 128) return (ascii[cp >> 6] >> (cp & 63)) & 1;
+  for (uint32_t pc : insts) {
+    const Inst& in = prog[pc];
+    if (in.op == kChar ? in.a == cp : in.op == kCharFold ? unicode::simple_fold(cp) == in.a : classes[in.a].matches(cp))
+      return true;
+  }
+  return false;
 }
 
 // Runs the program from pc at text position sp; returns whether it reaches kMatch, with the
 // match end in *end. `stack` holds (pc, sp) backtrack entries; entries above its size at entry
 // are ours and are removed before returning, so nested runs (look-aheads) can share it.
-bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uint32_t* end,
+bool Regex::run(uint32_t pc, const uint32_t* text, uint32_t n, uint32_t sp, uint32_t* end,
                 std::vector<std::pair<uint32_t, uint32_t>>& stack, Budget& budget) const {
   const size_t base = stack.size();
-  const uint32_t n = (uint32_t)text.size();
   for (;;) {
-    if (budget.steps_left-- == 0) over_budget(text, budget, true);
+    if (budget.steps_left-- == 0) over_budget(text, n, budget, true);
     const Inst& in = prog_[pc];
     bool ok = true;
     switch (in.op) {
@@ -962,13 +1035,13 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
       case kEol: ok = sp == n || text[sp] == '\n'; pc++; break;
       case kLook: {
         uint32_t e;
-        ok = run(in.a, text, sp, &e, stack, budget) != in.flag;
+        ok = run(in.a, text, n, sp, &e, stack, budget) != in.flag;
         pc++;
         break;
       }
       case kAtomic: {
         uint32_t e;
-        ok = run(in.a, text, sp, &e, stack, budget);
+        ok = run(in.a, text, n, sp, &e, stack, budget);
         if (ok) { sp = e; pc++; }
         break;
       }
@@ -984,7 +1057,7 @@ bool Regex::run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uin
         stack.pop_back();
       }
       if (stack.size() == base) return false;
-      if (++budget.retries > kRetryLimitInMatch) over_budget(text, budget, false);
+      if (++budget.retries > kRetryLimitInMatch) over_budget(text, n, budget, false);
       pc = stack.back().first;
       sp = stack.back().second;
       stack.pop_back();
@@ -999,10 +1072,10 @@ Regex::Budget Regex::search_budget(size_t text_size) const {
   return b;
 }
 
-void Regex::over_budget(const std::vector<uint32_t>& text, const Budget& budget, bool steps) const {
+void Regex::over_budget(const uint32_t* text, uint32_t n, const Budget& budget, bool steps) const {
   // A short excerpt of the text where the attempt started, to find it in the input.
   std::string near;
-  for (size_t k = budget.start; k < text.size() && k < budget.start + 24; k++) append_utf8(near, text[k]);
+  for (size_t k = budget.start; k < n && k < budget.start + 24; k++) append_utf8(near, text[k]);
   std::string escaped;
   for (char c : near) escaped += (c == '\n') ? std::string("\\n") : std::string(1, c);
   std::string what = steps ? "regex search step budget exceeded (" + std::to_string(kSearchStepBase) + " + " +
@@ -1011,7 +1084,7 @@ void Regex::over_budget(const std::vector<uint32_t>& text, const Budget& budget,
                                  " backtracks in one match attempt, Oniguruma's retry-limit-in-match: HF tokenizers "
                                  "aborts on this input too)";
   throw std::runtime_error("regex /" + pattern_ + "/: " + what + " in the match attempt at code point " +
-                           std::to_string(budget.start) + " of a text of " + std::to_string(text.size()) +
+                           std::to_string(budget.start) + " of a text of " + std::to_string(n) +
                            " code points, starting \"" + escaped + "\"; the pattern backtracks exponentially or "
                            "quadratically on this text (overlapping repeats such as (a|aa)+ or (a+)+): rewrite it");
 }
@@ -1020,26 +1093,33 @@ bool Regex::match_at(const std::vector<uint32_t>& text, uint32_t pos, uint32_t* 
   std::vector<std::pair<uint32_t, uint32_t>> stack;
   Budget budget = search_budget(text.size());
   budget.start = pos;
-  return run(0, text, pos, end, stack, budget);
+  return run(0, text.data(), (uint32_t)text.size(), pos, end, stack, budget);
 }
 
 uint64_t Regex::find_all(const std::vector<uint32_t>& text, std::vector<std::pair<uint32_t, uint32_t>>& out) const {
-  out.clear();
   std::vector<std::pair<uint32_t, uint32_t>> stack;
-  const uint32_t n = (uint32_t)text.size();
+  return find_all(text.data(), (uint32_t)text.size(), out, stack);
+}
+
+uint64_t Regex::find_all(const uint32_t* text, uint32_t n, std::vector<std::pair<uint32_t, uint32_t>>& out,
+                         std::vector<std::pair<uint32_t, uint32_t>>& stack) const {
+  out.clear();
+  stack.clear();
   Budget budget = search_budget(n);
   const uint64_t steps_given = budget.steps_left;
   uint32_t search_from = 0;
   bool have_last = false;
   uint32_t last_match_end = 0;
   while (search_from <= n) {
-    // Leftmost match at or after search_from.
+    // Leftmost match at or after search_from. Positions whose code point cannot begin a match
+    // (first_) are skipped without running the program: the attempt would fail there anyway.
     uint32_t s = search_from, e = 0;
     bool found = false;
     for (; s <= n; s++) {
+      if (first_.active && (s == n || !first_.may_start(text[s], classes_, prog_))) continue;
       budget.start = s;
       budget.retries = 0;  // the retry limit is per match attempt, as in Oniguruma
-      if (run(0, text, s, &e, stack, budget)) { found = true; break; }
+      if (run(0, text, n, s, &e, stack, budget)) { found = true; break; }
     }
     if (!found) break;
     if (e == s && have_last && last_match_end == e) {

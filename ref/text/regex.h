@@ -42,6 +42,7 @@ namespace ref {
 // Decodes UTF-8 into code points; offsets gets the byte offset of each code point plus a final
 // entry equal to s.size(), so code points [i, j) are bytes [offsets[i], offsets[j]).
 void decode_utf8(const std::string& s, std::vector<uint32_t>& cps, std::vector<uint32_t>& offsets);
+void decode_utf8(const char* s, size_t n, std::vector<uint32_t>& cps, std::vector<uint32_t>& offsets);
 
 // Appends the UTF-8 encoding of a code point (or the raw byte of an invalid-byte code point).
 void append_utf8(std::string& out, uint32_t cp);
@@ -70,6 +71,10 @@ class Regex {
   // previous match is skipped by advancing one code point). Thread-safe (const, no shared state).
   // Returns the VM steps the search took (to compare with the budget above).
   uint64_t find_all(const std::vector<uint32_t>& text, std::vector<std::pair<uint32_t, uint32_t>>& out) const;
+  // The same on text[0, n) (a piece of a longer decoded text, matched as a text of its own: ^ and
+  // $ see its ends), with the caller's backtrack stack (scratch, reused between calls).
+  uint64_t find_all(const uint32_t* text, uint32_t n, std::vector<std::pair<uint32_t, uint32_t>>& out,
+                    std::vector<std::pair<uint32_t, uint32_t>>& stack) const;
 
   // Whether the pattern matches starting exactly at pos; sets *end to the match end. Same
   // budget as find_all (the step budget counts text.size() code points).
@@ -111,15 +116,26 @@ class Regex {
     uint32_t start = 0;       // start position of the current attempt (for the message)
     std::vector<uint32_t> regs;  // kSavePos registers: where the current loop iteration began
   };
-  bool run(uint32_t pc, const std::vector<uint32_t>& text, uint32_t sp, uint32_t* end,
+  // The code points a match can begin with, when every match consumes at least one: a superset
+  // computed from the program (the instructions reachable from pc 0 without consuming), so that
+  // find_all can skip start positions where the attempt is bound to fail at once.
+  struct FirstSet {
+    bool active = false;            // false: the pattern can match empty (or start anywhere)
+    uint64_t ascii[2] = {0, 0};     // for code points < 128
+    std::vector<uint32_t> insts;    // the consuming instructions to test for the others
+    bool may_start(uint32_t cp, const std::vector<CharClass>& classes, const std::vector<Inst>& prog) const;
+  };
+  void compute_first_set();
+  bool run(uint32_t pc, const uint32_t* text, uint32_t n, uint32_t sp, uint32_t* end,
            std::vector<std::pair<uint32_t, uint32_t>>& stack, Budget& budget) const;
-  [[noreturn]] void over_budget(const std::vector<uint32_t>& text, const Budget& budget, bool steps) const;
+  [[noreturn]] void over_budget(const uint32_t* text, uint32_t n, const Budget& budget, bool steps) const;
   Budget search_budget(size_t text_size) const;
 
   std::string pattern_;
   std::vector<Inst> prog_;  // main program starts at 0; sub-programs follow, each ending in kMatch
   std::vector<CharClass> classes_;
   uint32_t num_regs_ = 0;   // kSavePos registers the program uses
+  FirstSet first_;
 };
 
 }  // namespace ref

@@ -7,6 +7,8 @@
 
 #include <algorithm>   // std::max, std::sort
 #include <atomic>      // serial numbers for the per-thread caches
+#include <cstring>     // std::memcpy, std::memcmp
+#include <deque>       // per-step scratch buffers
 #include <cstdio>      // snprintf
 #include <fstream>     // std::ifstream
 #include <queue>       // std::priority_queue
@@ -270,7 +272,8 @@ struct TokenizerLoader {
     const json::Value* merges = m.find("merges");
     if (!merges) refuse("model", "missing key 'merges'");
     if (!merges->is(json::Value::Array)) refuse("model.merges", "expected an array");
-    t.merges_.reserve(merges->arr.size() * 2);
+    std::vector<std::pair<uint64_t, Tokenizer::Merge>> entries;
+    entries.reserve(merges->arr.size());
     for (size_t i = 0; i < merges->arr.size(); i++) {
       const json::Value& e = merges->arr[i];
       const std::string w = "model.merges[" + std::to_string(i) + "]";
@@ -289,9 +292,10 @@ struct TokenizerLoader {
         refuse(w, "expected \"left right\" or [\"left\", \"right\"]");
       }
       uint32_t ia = vocab_id(a, w), ib = vocab_id(b, w), inew = vocab_id(a + b, w + " (merged result)");
-      // Like HF's HashMap collect: a repeated pair keeps the rank of its last occurrence.
-      t.merges_[(uint64_t)ia << 32 | ib] = Tokenizer::Merge{(uint32_t)i, inew};
+      entries.push_back({(uint64_t)ia << 32 | ib, Tokenizer::Merge{(uint32_t)i, inew}});
     }
+    // Like HF's HashMap collect: a repeated pair keeps the rank of its last occurrence.
+    t.merges_.build(entries);
   }
 
   // --- added tokens ----------------------------------------------------------------------------
@@ -672,6 +676,13 @@ struct TokenizerLoader {
       auto it = t.vocab_.find(s);
       if (it != t.vocab_.end()) t.char_id_[cp] = (int32_t)it->second;
     }
+    // A pre-tokenizer ending in ByteLevel hands BPE one alphabet character per byte.
+    t.final_bytelevel_ = !t.steps_.empty() && t.steps_.back().kind == Tokenizer::PreStep::ByteLevel;
+    t.byte_ids_complete_ = true;
+    for (int b = 0; b < 256; b++) {
+      t.byte_char_id_[b] = t.char_id_[byte_to_cp()[b]];
+      if (t.byte_char_id_[b] < 0) t.byte_ids_complete_ = false;
+    }
     static std::atomic<uint64_t> next_serial{1};
     t.serial_ = next_serial++;
     std::ostringstream os;
@@ -919,16 +930,21 @@ void Tokenizer::for_each_segment(const std::string& text, Fn&& fn) const {
 // ---------------------------------------------------------------------------------------------
 // Pre-tokenizer steps: HF NormalizedString::split with its SplitDelimiterBehavior
 // ---------------------------------------------------------------------------------------------
+// A segment is decoded once; the Split and Digits steps cut code point ranges of that one
+// array, and each range goes through the remaining steps and on to BPE at once (depth first), so
+// no step materialises its pieces as strings. Only ByteLevel and Metaspace rewrite text: when
+// such a step is not the last one, its output is decoded afresh for the steps after it.
 namespace {
 
 struct Span { uint32_t begin, end; bool is_match; };
+using Range = std::pair<uint32_t, uint32_t>;
 
 // Applies a split behaviour to the (match / non-match) spans covering a piece and appends the
-// resulting non-empty sub-strings.
-void apply_behavior(const std::string& piece, std::vector<Span>& spans, Tokenizer::PreStep::Behavior behavior,
-                    std::vector<std::string>& out, uint32_t* first_begin = nullptr) {
+// resulting non-empty ranges to out (`merged` is scratch).
+void apply_behavior(const std::vector<Span>& spans, Tokenizer::PreStep::Behavior behavior, std::vector<Span>& merged,
+                    std::vector<Range>& out) {
   using B = Tokenizer::PreStep;
-  std::vector<Span> merged;  // is_match reused as "remove" below
+  merged.clear();  // is_match reused as "remove" below
   bool previous_match = false;
   switch (behavior) {
     case B::Isolated:
@@ -963,63 +979,31 @@ void apply_behavior(const std::string& piece, std::vector<Span>& spans, Tokenize
     }
   }
   for (const Span& s : merged)
-    if (!s.is_match && s.end > s.begin) {
-      if (first_begin && *first_begin == UINT32_MAX) *first_begin = s.begin;
-      out.emplace_back(piece, s.begin, s.end - s.begin);
-    }
-}
-
-void split_step(const Tokenizer::PreStep& step, const std::string& piece, std::vector<std::string>& out, uint32_t* first_begin) {
-  std::vector<uint32_t> cps, offsets;
-  std::vector<std::pair<uint32_t, uint32_t>> matches;
-  decode_utf8(piece, cps, offsets);
-  std::vector<Span> spans;
-  if (step.kind == Tokenizer::PreStep::Split) {
-    step.regex->find_all(cps, matches);
-    uint32_t prev = 0;  // HF Pattern::find_matches: gaps and matches, byte offsets
-    for (const auto& m : matches) {
-      if (m.first != prev) spans.push_back({offsets[prev], offsets[m.first], false});
-      spans.push_back({offsets[m.first], offsets[m.second], true});
-      prev = m.second;
-    }
-    if (prev != cps.size()) spans.push_back({offsets[prev], (uint32_t)piece.size(), false});
-    if (step.invert)
-      for (Span& s : spans) s.is_match = !s.is_match;
-    apply_behavior(piece, spans, step.behavior, out, first_begin);
-  } else {  // Digits: every numeric char (Rust char::is_numeric: Nd, Nl, No) is its own match
-    uint32_t last = 0;
-    for (size_t i = 0; i < cps.size(); i++) {
-      if (unicode::cat_bit(unicode::category(cps[i])) & unicode::kMaskN) {
-        if (last < offsets[i]) spans.push_back({last, offsets[i], false});
-        spans.push_back({offsets[i], offsets[i + 1], true});
-        last = offsets[i + 1];
-      }
-    }
-    if (last < piece.size()) spans.push_back({last, (uint32_t)piece.size(), false});
-    apply_behavior(piece, spans, step.individual_digits ? Tokenizer::PreStep::Isolated : Tokenizer::PreStep::Contiguous, out, first_begin);
-  }
+    if (!s.is_match && s.end > s.begin) out.emplace_back(s.begin, s.end);
 }
 
 // HF Metaspace: every ' ' becomes the replacement; the replacement is prepended (always, or
 // only to the piece at offset 0 of the original text: "first", or never) unless the piece
 // already starts with it; then, if split, the piece is cut before every replacement
-// (MergedWithNext: "▁a▁▁b" -> "▁a", "▁", "▁b").
-void metaspace_step(const Tokenizer::PreStep& step, const std::string& piece, bool first, std::vector<std::string>& out) {
+// (MergedWithNext: "▁a▁▁b" -> "▁a", "▁", "▁b"). The pieces go to out as byte ranges of s.
+void metaspace_step(const Tokenizer::PreStep& step, const char* piece, size_t len, bool first, std::string& s,
+                    std::vector<Span>& spans, std::vector<Span>& merged, std::vector<Range>& out) {
   const std::string& rep = step.replacement;
-  std::string s;
-  s.reserve(piece.size() + piece.size() / 4 + rep.size());
-  for (char c : piece) {
-    if (c == ' ') s += rep;
-    else s += c;
+  s.clear();
+  s.reserve(len + len / 4 + rep.size());
+  for (size_t i = 0; i < len; i++) {
+    if (piece[i] == ' ') s += rep;
+    else s += piece[i];
   }
   bool starts = s.compare(0, rep.size(), rep) == 0;
   if (!starts && (step.prepend_scheme == Tokenizer::Prepend::Always || (step.prepend_scheme == Tokenizer::Prepend::First && first)))
     s.insert(0, rep);
+  out.clear();
   if (!step.split) {
-    out.push_back(std::move(s));
+    if (!s.empty()) out.emplace_back(0, (uint32_t)s.size());
     return;
   }
-  std::vector<Span> spans;
+  spans.clear();
   uint32_t prev = 0;
   for (size_t m = s.find(rep); m != std::string::npos; m = s.find(rep, m + rep.size())) {
     if (m > prev) spans.push_back({prev, (uint32_t)m, false});
@@ -1027,52 +1011,143 @@ void metaspace_step(const Tokenizer::PreStep& step, const std::string& piece, bo
     prev = (uint32_t)(m + rep.size());
   }
   if (prev < s.size()) spans.push_back({prev, (uint32_t)s.size(), false});
-  apply_behavior(s, spans, Tokenizer::PreStep::MergedWithNext, out);
+  apply_behavior(spans, Tokenizer::PreStep::MergedWithNext, merged, out);
 }
 
-// ByteLevel: optional prefix space, optional GPT-2 split, then every byte to its alphabet char.
-void bytelevel_step(const Tokenizer::PreStep& step, const std::string& piece, std::vector<std::string>& out) {
-  std::string with_space;
-  const std::string* src = &piece;
-  if (step.add_prefix_space && piece[0] != ' ') {
-    with_space = " " + piece;
-    src = &with_space;
-  }
-  if (!step.use_regex) {
-    out.push_back(bytes_to_bytelevel(*src));
-    return;
-  }
-  size_t first = out.size();
-  split_isolated(gpt2_regex(), *src, out);
-  for (size_t k = first; k < out.size(); k++) out[k] = bytes_to_bytelevel(out[k]);
+// Buffers of one pre-tokenizer step, per thread (a deque: growing it keeps the others in place).
+struct StepScratch {
+  std::vector<Range> matches, stack, pieces;
+  std::vector<Span> spans, merged;
+  std::string text;                 // the step's rewritten piece (ByteLevel, Metaspace)
+  std::vector<std::string> texts;   // ByteLevel not last: each output piece, rewritten
+  std::vector<uint32_t> cps, offs;  // a rewritten piece, decoded for the steps after
+};
+thread_local std::deque<StepScratch> tl_steps;
+StepScratch& step_scratch(size_t k) {
+  while (tl_steps.size() <= k) tl_steps.emplace_back();
+  return tl_steps[k];
 }
+// The segment's own code points (the whole input text when there are no added tokens).
+thread_local std::vector<uint32_t> tl_seg_cps, tl_seg_offs;
 
 }  // namespace
 
-void Tokenizer::pretokenize_segment(const std::string& text, bool first, std::vector<std::string>& words) const {
-  std::vector<std::string> cur, next;
-  cur.push_back(text);
-  // Whether cur[0] starts at offset 0 of the original text (only Metaspace "first" asks; any
-  // later piece never does). A step keeps it when its first output piece starts at offset 0 of
-  // its input (prefixes added by ByteLevel / Metaspace take the first character's offset).
-  bool first0 = first;
-  for (const PreStep& step : steps_) {
-    next.clear();
-    bool next_first0 = false;
-    for (size_t k = 0; k < cur.size(); k++) {
-      const std::string& piece = cur[k];
-      bool piece_first = k == 0 && first0;
-      size_t before = next.size();
-      uint32_t first_begin = UINT32_MAX;
-      if (step.kind == PreStep::ByteLevel) { bytelevel_step(step, piece, next); first_begin = 0; }
-      else if (step.kind == PreStep::Metaspace) { metaspace_step(step, piece, piece_first, next); first_begin = 0; }
-      else split_step(step, piece, next, &first_begin);
-      if (piece_first && next.size() > before && first_begin == 0) next_first0 = true;
-    }
-    cur.swap(next);
-    first0 = next_first0;
+// Runs steps k.. on code points [cb, ce) of a decoded text (cps[i] starts at byte offs[i] of
+// bytes) and calls sink(p, n) with each pre-token in order. `first`: the piece starts at offset
+// 0 of the original text (only Metaspace "first" asks); a step passes it on to its first output
+// piece when that piece starts where its input did (prefixes that ByteLevel or Metaspace add
+// count as the first character's). When the last step is ByteLevel, pre-tokens are emitted as
+// the raw bytes before its mapping to the byte-level alphabet (final_bytelevel_).
+template <class Sink>
+void Tokenizer::run_steps(size_t k, const char* bytes, const uint32_t* cps, const uint32_t* offs, uint32_t cb,
+                          uint32_t ce, bool first, Sink& sink) const {
+  if (k == steps_.size()) {
+    sink(bytes + offs[cb], (size_t)(offs[ce] - offs[cb]));
+    return;
   }
-  for (std::string& w : cur) words.push_back(std::move(w));
+  const PreStep& step = steps_[k];
+  StepScratch& sc = step_scratch(k);
+  const bool last = k + 1 == steps_.size();
+  const char* p = bytes + offs[cb];
+  const size_t len = offs[ce] - offs[cb];
+  sc.pieces.clear();
+  if (step.kind == PreStep::Split || step.kind == PreStep::Digits) {
+    sc.spans.clear();
+    const uint32_t n = ce - cb;
+    if (step.kind == PreStep::Split) {
+      step.regex->find_all(cps + cb, n, sc.matches, sc.stack);
+      uint32_t prev = 0;  // HF Pattern::find_matches: gaps and matches
+      for (const Range& m : sc.matches) {
+        if (m.first != prev) sc.spans.push_back({prev, m.first, false});
+        sc.spans.push_back({m.first, m.second, true});
+        prev = m.second;
+      }
+      if (prev != n) sc.spans.push_back({prev, n, false});
+      if (step.invert)
+        for (Span& s : sc.spans) s.is_match = !s.is_match;
+      apply_behavior(sc.spans, step.behavior, sc.merged, sc.pieces);
+    } else {  // Digits: every numeric char (Rust char::is_numeric: Nd, Nl, No) is its own match
+      uint32_t prev = 0;
+      for (uint32_t i = 0; i < n; i++) {
+        if (unicode::cat_bit(unicode::category(cps[cb + i])) & unicode::kMaskN) {
+          if (prev < i) sc.spans.push_back({prev, i, false});
+          sc.spans.push_back({i, i + 1, true});
+          prev = i + 1;
+        }
+      }
+      if (prev < n) sc.spans.push_back({prev, n, false});
+      apply_behavior(sc.spans, step.individual_digits ? PreStep::Isolated : PreStep::Contiguous, sc.merged, sc.pieces);
+    }
+    for (size_t i = 0; i < sc.pieces.size(); i++)
+      run_steps(k + 1, bytes, cps, offs, cb + sc.pieces[i].first, cb + sc.pieces[i].second,
+                first && i == 0 && sc.pieces[i].first == 0, sink);
+    return;
+  }
+  if (step.kind == PreStep::Metaspace) {
+    metaspace_step(step, p, len, first, sc.text, sc.spans, sc.merged, sc.pieces);
+    for (size_t i = 0; i < sc.pieces.size(); i++) {
+      const char* q = sc.text.data() + sc.pieces[i].first;
+      const uint32_t m = sc.pieces[i].second - sc.pieces[i].first;
+      if (last) { sink(q, (size_t)m); continue; }
+      decode_utf8(q, m, sc.cps, sc.offs);
+      run_steps(k + 1, q, sc.cps.data(), sc.offs.data(), 0, (uint32_t)sc.cps.size(), first && i == 0, sink);
+    }
+    return;
+  }
+  // ByteLevel: optional prefix space, optional GPT-2 split, then every byte to its alphabet char.
+  const char* base = bytes;
+  const uint32_t* c = cps;
+  const uint32_t* o = offs;
+  uint32_t b = cb, e = ce;
+  if (step.add_prefix_space && p[0] != ' ') {
+    sc.text.assign(1, ' ');
+    sc.text.append(p, len);
+    decode_utf8(sc.text.data(), sc.text.size(), sc.cps, sc.offs);
+    base = sc.text.data();
+    c = sc.cps.data();
+    o = sc.offs.data();
+    b = 0;
+    e = (uint32_t)sc.cps.size();
+  }
+  if (!step.use_regex) sc.pieces.emplace_back(b, e);
+  else {
+    gpt2_regex().find_all(c + b, e - b, sc.matches, sc.stack);
+    uint32_t prev = b;  // Isolated: matches and the gaps between them, empty pieces dropped
+    for (const Range& m : sc.matches) {
+      if (b + m.first > prev) sc.pieces.emplace_back(prev, b + m.first);
+      if (m.second > m.first) sc.pieces.emplace_back(b + m.first, b + m.second);
+      prev = b + m.second;
+    }
+    if (prev < e) sc.pieces.emplace_back(prev, e);
+  }
+  if (last) {  // raw bytes: encode maps them (and caches them unmapped)
+    for (const Range& r : sc.pieces) sink(base + o[r.first], (size_t)(o[r.second] - o[r.first]));
+    return;
+  }
+  sc.texts.clear();
+  for (const Range& r : sc.pieces) {
+    std::string raw(base + o[r.first], o[r.second] - o[r.first]);
+    sc.texts.push_back(bytes_to_bytelevel(raw));
+  }
+  for (size_t i = 0; i < sc.texts.size(); i++) {
+    const std::string& t = sc.texts[i];
+    decode_utf8(t.data(), t.size(), sc.cps, sc.offs);
+    run_steps(k + 1, t.data(), sc.cps.data(), sc.offs.data(), 0, (uint32_t)sc.cps.size(), first && i == 0, sink);
+  }
+}
+
+template <class Sink>
+void Tokenizer::pretokenize_segment(const std::string& src, uint32_t b, uint32_t e, bool first, Sink& sink) const {
+  if (e <= b) return;
+  std::vector<uint32_t>& cps = tl_seg_cps;
+  std::vector<uint32_t>& offs = tl_seg_offs;
+  decode_utf8(src.data() + b, e - b, cps, offs);
+  run_steps(0, src.data() + b, cps.data(), offs.data(), 0, (uint32_t)cps.size(), first, sink);
+  // A one-string encode of a big text leaves big buffers behind: give them back.
+  if (cps.capacity() > (1u << 22)) {
+    std::vector<uint32_t>().swap(cps);
+    std::vector<uint32_t>().swap(offs);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1092,19 +1167,35 @@ struct BpeScratch {
 thread_local BpeScratch tl_bpe;
 }  // namespace
 
-void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
+void Tokenizer::MergeTable::build(const std::vector<std::pair<uint64_t, Merge>>& entries) {
+  size_t cap = 16;
+  while (cap < entries.size() * 2) cap *= 2;
+  keys.assign(cap, kEmpty);
+  vals.assign(cap, Merge{0, 0});
+  mask = cap - 1;
+  shift = 64;
+  for (size_t c = cap; c > 1; c >>= 1) shift--;
+  count = 0;
+  for (const auto& kv : entries) {  // a repeated pair keeps its last entry (the caller's order)
+    size_t i = slot(kv.first);
+    while (keys[i] != kEmpty && keys[i] != kv.first) i = (i + 1) & mask;
+    if (keys[i] == kEmpty) count++;
+    keys[i] = kv.first;
+    vals[i] = kv.second;
+  }
+}
+
+void Tokenizer::bpe(std::string_view word, std::vector<uint32_t>& out) const {
   if (ignore_merges_) {  // HF: a pre-token that is itself in the vocabulary is emitted whole
-    auto it = vocab_.find(word);
+    auto it = vocab_.find(std::string(word));
     if (it != vocab_.end()) { out.push_back(it->second); return; }
   }
-  using Symbol = BpeSymbol;
-  using Cand = BpeCand;
   BpeScratch& scratch = tl_bpe;
-  std::vector<Symbol>& sym = scratch.sym;
+  std::vector<BpeSymbol>& sym = scratch.sym;
   std::vector<uint32_t>& cps = scratch.cps;
   std::vector<uint32_t>& offsets = scratch.offsets;
   sym.clear();
-  decode_utf8(word, cps, offsets);
+  decode_utf8(word.data(), word.size(), cps, offsets);
   auto add = [&](uint32_t id) {
     int32_t k = (int32_t)sym.size();
     sym.push_back({id, k - 1, k + 1, true});
@@ -1118,7 +1209,7 @@ void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
     int64_t id = -1;
     if (cps[i] < char_id_.size()) id = char_id_[cps[i]];
     else {
-      auto it = vocab_.find(word.substr(offsets[i], offsets[i + 1] - offsets[i]));
+      auto it = vocab_.find(std::string(word.substr(offsets[i], offsets[i + 1] - offsets[i])));
       if (it != vocab_.end()) id = it->second;
     }
     if (id >= 0) {
@@ -1140,9 +1231,35 @@ void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
     pending_unk = true;
   }
   if (pending_unk) add((uint32_t)unk_id_);
+  merge_all(out);
+}
+
+// A pre-token given as raw bytes, for a pre-tokenizer that ends with ByteLevel: its BPE word is
+// bytes_to_bytelevel(raw), one alphabet character per byte, so the symbols are looked up per byte.
+void Tokenizer::bpe_raw(std::string_view raw, std::vector<uint32_t>& out) const {
+  if (ignore_merges_ || !byte_ids_complete_) {  // the general path (whole-word lookup, unk)
+    bpe(bytes_to_bytelevel(std::string(raw)), out);
+    return;
+  }
+  std::vector<BpeSymbol>& sym = tl_bpe.sym;
+  sym.resize(raw.size());
+  for (size_t i = 0; i < raw.size(); i++)
+    sym[i] = {(uint32_t)byte_char_id_[(unsigned char)raw[i]], (int32_t)i - 1, (int32_t)i + 1, true};
+  merge_all(out);
+}
+
+// Merges tl_bpe.sym by rank and appends the surviving symbols' ids to out.
+void Tokenizer::merge_all(std::vector<uint32_t>& out) const {
+  using Symbol = BpeSymbol;
+  using Cand = BpeCand;
+  BpeScratch& scratch = tl_bpe;
+  std::vector<Symbol>& sym = scratch.sym;
   if (sym.empty()) return;
   sym.back().next = -1;
-
+  if (sym.size() == 1) {
+    out.push_back(sym[0].id);
+    return;
+  }
   // A min-heap on (rank, position) kept in the scratch vector (std::push_heap / pop_heap with
   // "worse" as the less-than: the best candidate is at the front).
   auto worse = [](const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; };
@@ -1152,10 +1269,7 @@ void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
     heap.push_back(c);
     std::push_heap(heap.begin(), heap.end(), worse);
   };
-  auto lookup = [&](uint32_t a, uint32_t b) -> const Merge* {
-    auto it = merges_.find((uint64_t)a << 32 | b);
-    return it == merges_.end() ? nullptr : &it->second;
-  };
+  auto lookup = [&](uint32_t a, uint32_t b) -> const Merge* { return merges_.find((uint64_t)a << 32 | b); };
   for (size_t i = 0; i + 1 < sym.size(); i++)
     if (const Merge* m = lookup(sym[i].id, sym[i + 1].id)) heap.push_back({m->rank, (int32_t)i, m->new_id});
   std::make_heap(heap.begin(), heap.end(), worse);
@@ -1183,24 +1297,49 @@ void Tokenizer::bpe(const std::string& word, std::vector<uint32_t>& out) const {
 }
 
 namespace {
-// The ids of every cached pre-token live in one pool (an entry is its offset and length there), and
-// the table's buckets are sized once for kCacheEntries: a cold pass, which inserts every new word,
-// then does one allocation per word (the key) instead of three, and never rehashes.
+// The per-thread pre-token cache: an open-addressing table (linear probing, twice as many slots
+// as entries) whose keys live in one string and whose ids live in one pool, so a lookup takes no
+// allocation and an insertion appends to the two. Full (kCacheEntries) -> it starts over. A key
+// is looked up at most kMaxProbe slots from its home slot and never inserted farther, so even
+// words built to collide cost a bounded time each (they are then encoded without the cache).
 struct WordCache {
+  static constexpr size_t kSlots = 2 * Tokenizer::kCacheEntries;  // a power of two
+  static constexpr size_t kMaxProbe = 64;
+  struct Slot { uint64_t hash; uint32_t key, key_len, ids, ids_len; };  // hash 0: empty
   uint64_t owner = 0;
-  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>> map;
+  size_t count = 0;
+  std::vector<Slot> slots;
+  std::string keys;
   std::vector<uint32_t> pool;
   void reset() {
-    map.clear();
+    slots.assign(kSlots, Slot{0, 0, 0, 0, 0});
+    keys.clear();
     pool.clear();
-    if (map.bucket_count() < Tokenizer::kCacheEntries) map.reserve(Tokenizer::kCacheEntries);
+    count = 0;
   }
 };
 thread_local WordCache tl_cache;
+
+uint64_t hash_bytes(const char* p, size_t n) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xD6E8FEB86659FD93ull);
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+  }
+  uint64_t w = 0;
+  std::memcpy(&w, p, n);
+  h = (h ^ w) * 0x94D049BB133111EBull;
+  h ^= h >> 32;
+  h *= 0xBF58476D1CE4E5B9ull;
+  h ^= h >> 29;
+  return h | 1;
+}
 }  // namespace
 
-void Tokenizer::encode_word_cached(const std::string& word, std::vector<uint32_t>& out) const {
-  if (word.size() > kCacheMaxWord) {
+void Tokenizer::encode_word_cached(std::string_view word, std::vector<uint32_t>& out) const {
+  if (word.size() > kCacheMaxWord && !final_bytelevel_) {
     // A long pre-token (a whole text piece when there is no pre-tokenizer, as Llama-2). When no
     // vocabulary token has a "▁" right after another character (checked at load: split_mark_),
     // no merge can join across such a place, and each side's merges are the same alone: BPE of
@@ -1221,39 +1360,49 @@ void Tokenizer::encode_word_cached(const std::string& word, std::vector<uint32_t
   encode_piece_cached(word, out);
 }
 
-void Tokenizer::encode_piece_cached(const std::string& word, std::vector<uint32_t>& out) const {
+void Tokenizer::encode_piece_cached(std::string_view word, std::vector<uint32_t>& out) const {
+  auto encode = [&] {
+    if (final_bytelevel_) bpe_raw(word, out);
+    else bpe(word, out);
+  };
   if (word.size() > kCacheMaxWord) {  // long words are rarely seen twice
-    bpe(word, out);
+    encode();
     return;
   }
   WordCache& c = tl_cache;
-  if (c.owner != serial_) {
+  if (c.owner != serial_ || c.count >= kCacheEntries) {  // another tokenizer's, or full: start over
     c.reset();
     c.owner = serial_;
   }
-  auto it = c.map.find(word);
-  if (it != c.map.end()) {
-    const uint32_t* ids = c.pool.data() + it->second.first;
-    out.insert(out.end(), ids, ids + it->second.second);
-    return;
+  const uint64_t h = hash_bytes(word.data(), word.size());
+  const size_t mask = WordCache::kSlots - 1;
+  size_t i = (size_t)(h >> 20) & mask, probe = 0;
+  for (; probe < WordCache::kMaxProbe; probe++, i = (i + 1) & mask) {
+    const WordCache::Slot& s = c.slots[i];
+    if (s.hash == 0) break;
+    if (s.hash == h && s.key_len == word.size() && std::memcmp(c.keys.data() + s.key, word.data(), word.size()) == 0) {
+      const uint32_t* ids = c.pool.data() + s.ids;
+      out.insert(out.end(), ids, ids + s.ids_len);
+      return;
+    }
   }
-  size_t before = out.size();
-  bpe(word, out);
-  if (c.map.size() >= kCacheEntries) c.reset();  // simple cap: start over
-  c.map.emplace(word, std::make_pair((uint32_t)c.pool.size(), (uint32_t)(out.size() - before)));
+  const size_t before = out.size();
+  encode();
+  if (probe == WordCache::kMaxProbe) return;  // its probe run is full: not cached
+  c.slots[i] = {h, (uint32_t)c.keys.size(), (uint32_t)word.size(), (uint32_t)c.pool.size(), (uint32_t)(out.size() - before)};
+  c.keys.append(word.data(), word.size());
   c.pool.insert(c.pool.end(), out.begin() + before, out.end());
+  c.count++;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Public encode / decode / pretokenize
 // ---------------------------------------------------------------------------------------------
 void Tokenizer::encode_append(const std::string& text, std::vector<uint32_t>& out) const {
-  std::vector<std::string> words;
+  auto sink = [&](const char* p, size_t n) { encode_word_cached(std::string_view(p, n), out); };
   for_each_segment(text, [&](const std::string& src, uint32_t b, uint32_t e, bool first, int64_t id) {
-    if (id >= 0) { out.push_back((uint32_t)id); return; }
-    words.clear();
-    pretokenize_segment(src.substr(b, e - b), first, words);
-    for (const std::string& w : words) encode_word_cached(w, out);
+    if (id >= 0) out.push_back((uint32_t)id);
+    else pretokenize_segment(src, b, e, first, sink);
   });
 }
 
@@ -1266,12 +1415,15 @@ std::vector<uint32_t> Tokenizer::encode(const std::string& text) const {
 
 std::vector<std::string> Tokenizer::pretokenize(const std::string& text) const {
   std::vector<std::string> words;
+  auto sink = [&](const char* p, size_t n) {
+    std::string w(p, n);
+    words.push_back(final_bytelevel_ ? bytes_to_bytelevel(w) : w);
+  };
   for_each_segment(text, [&](const std::string& src, uint32_t b, uint32_t e, bool first, int64_t id) {
-    if (id < 0) pretokenize_segment(src.substr(b, e - b), first, words);
+    if (id < 0) pretokenize_segment(src, b, e, first, sink);
   });
   return words;
 }
-
 // ---------------------------------------------------------------------------------------------
 // Decoders: HF Decoder::decode_chain of each step, then the tokens joined
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include <cstdint>        // uint32_t, int32_t, uint64_t
 #include <memory>         // std::shared_ptr
 #include <string>         // std::string
+#include <string_view>    // pre-tokens handed to BPE
 #include <unordered_map>  // vocab and merge maps
 #include <vector>         // std::vector
 
@@ -103,6 +104,26 @@ class Tokenizer {
     bool individual_digits = false;                   // Digits
   };
   struct Merge { uint32_t rank, new_id; };
+  // (left id << 32 | right id) -> Merge, open addressing with linear probing (BPE looks a pair
+  // up for every neighbour it forms, so this is the hottest table of a cold encode).
+  struct MergeTable {
+    static constexpr uint64_t kEmpty = ~0ull;  // no pair of ids < 2^32 - 1 has this key
+    std::vector<uint64_t> keys;
+    std::vector<Merge> vals;
+    uint64_t mask = 0;
+    int shift = 64;
+    size_t count = 0;
+    void build(const std::vector<std::pair<uint64_t, Merge>>& entries);  // a repeated key keeps its last value
+    size_t slot(uint64_t key) const { return (size_t)((key * 0x9E3779B97F4A7C15ull) >> shift) & mask; }
+    const Merge* find(uint64_t key) const {
+      if (keys.empty()) return nullptr;
+      for (size_t i = slot(key);; i = (i + 1) & mask) {
+        if (keys[i] == key) return &vals[i];
+        if (keys[i] == kEmpty) return nullptr;
+      }
+    }
+    size_t size() const { return count; }
+  };
   struct Segment { uint32_t begin, end; int64_t id; };  // text bytes [begin, end); id >= 0: an added token
   struct Trie {  // byte trie of added-token contents, for leftmost-longest matching
     std::vector<std::unordered_map<unsigned char, uint32_t>> next{1};
@@ -114,8 +135,11 @@ class Tokenizer {
  private:
   // Model
   std::unordered_map<std::string, uint32_t> vocab_;  // model vocabulary
-  std::unordered_map<uint64_t, Merge> merges_;       // (left id << 32 | right id) -> rank, result
-  std::vector<int32_t> char_id_;                      // code point (< 0x400) -> id, -1 if absent
+  MergeTable merges_;                                 // (left id << 32 | right id) -> rank, result
+  std::vector<int32_t> char_id_;                      // code point (< 0x10000) -> id, -1 if absent
+  int32_t byte_char_id_[256] = {};                    // byte -> id of its byte-level alphabet character
+  bool byte_ids_complete_ = false;                    // every byte_char_id_ >= 0
+  bool final_bytelevel_ = false;                      // the pre-tokenizer's last step is ByteLevel
   bool ignore_merges_ = false;
   int64_t unk_id_ = -1;
   bool fuse_unk_ = false;
@@ -148,11 +172,17 @@ class Tokenizer {
   // normalized piece of it); first: it starts at offset 0 of the original text (Metaspace).
   template <class Fn> void for_each_segment(const std::string& text, Fn&& fn) const;
   std::string normalize_piece(const std::string& s) const;
-  void pretokenize_segment(const std::string& text, bool first, std::vector<std::string>& words) const;
-  void bpe(const std::string& word, std::vector<uint32_t>& out) const;
+  // The pre-tokenizer on src[b, e): sink(p, n) gets every pre-token (raw bytes when the last step
+  // is ByteLevel: final_bytelevel_); run_steps is its step-by-step recursion (tokenizer.cpp).
+  template <class Sink> void pretokenize_segment(const std::string& src, uint32_t b, uint32_t e, bool first, Sink& sink) const;
+  template <class Sink> void run_steps(size_t k, const char* bytes, const uint32_t* cps, const uint32_t* offs, uint32_t cb,
+                                       uint32_t ce, bool first, Sink& sink) const;
+  void bpe(std::string_view word, std::vector<uint32_t>& out) const;
+  void bpe_raw(std::string_view raw, std::vector<uint32_t>& out) const;  // word = bytes_to_bytelevel(raw)
+  void merge_all(std::vector<uint32_t>& out) const;
   void prepare_decoder();
-  void encode_word_cached(const std::string& word, std::vector<uint32_t>& out) const;
-  void encode_piece_cached(const std::string& word, std::vector<uint32_t>& out) const;
+  void encode_word_cached(std::string_view word, std::vector<uint32_t>& out) const;
+  void encode_piece_cached(std::string_view word, std::vector<uint32_t>& out) const;
 
   friend struct TokenizerLoader;
 };
