@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>  // TEST_CASE, CHECK, REQUIRE
 
 #include <chrono>     // std::chrono::steady_clock
+#include <random>     // std::mt19937
 #include <algorithm>  // std::max
 #include <fstream>    // std::ifstream
 #include <sstream>    // std::stringstream
@@ -208,4 +209,48 @@ TEST_CASE("regex: real tokenizer patterns stay far inside the step budget") {
   }
   MESSAGE("worst steps per code point of a real pattern: " << worst);
   CHECK(worst < 50);  // 20x below the budget's 1000
+}
+
+TEST_CASE("regex: skipping positions where no match can begin never loses a match") {
+  // find_all skips a start position when its code point is outside the pattern's first-character
+  // set (computed from the program). The oracle is the search done the plain way: match_at at
+  // every position, with find_all's rules for empty matches. Patterns are chosen where the set
+  // is easy to get wrong: atomic groups that can match empty, look-aheads in front, case folding
+  // that reaches non-ASCII (K -> U+212A KELVIN SIGN), anchors, empty alternatives.
+  const char* patterns[] = {
+      "\\p{N}{1,3}", "[\u4e00-\u9fa5\u3040-\u309f]+", "(?>a*)b", "(?>a|)x", "(?=x)\\w+", "(?!a)[a-c]+", "(?i:k)+",
+      "(?i:[k-l])", "^b|c$", "a|", "(?:)+x|y", "\\s+(?!\\S)|\\s+", "(?i:'s|'t)|\\p{L}+", "(?:ab)*c", "[^a]", "x*?y",
+      "(?>(?:)*)z", "\\P{L}{2}", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"};
+  const std::vector<uint32_t> alphabet = {'a', 'b', 'c', 'x', 'y', 'z', 'k', 'K', 0x212A, 'l', '1', '2', 0x2460, ' ',
+                                          '\n', '\'', 's', 't', 0x4E2D, 0x3042, 0xE9, '!'};
+  std::mt19937 rng(7);
+  size_t compared = 0, nonempty = 0;
+  for (const char* p : patterns) {
+    ref::Regex re(p);
+    for (int trial = 0; trial < 60; trial++) {
+      std::vector<uint32_t> text(rng() % 24);
+      for (uint32_t& c : text) c = alphabet[rng() % alphabet.size()];
+      std::vector<std::pair<uint32_t, uint32_t>> got, want;
+      re.find_all(text, got);
+      const uint32_t n = (uint32_t)text.size();
+      uint32_t from = 0;
+      bool have_last = false;
+      uint32_t last_end = 0;
+      while (from <= n) {
+        uint32_t s = from, e = 0;
+        while (s <= n && !re.match_at(text, s, &e)) s++;
+        if (s > n) break;
+        if (e == s && have_last && last_end == e) { from++; continue; }
+        want.emplace_back(s, e);
+        from = e;
+        have_last = true;
+        last_end = e;
+      }
+      CHECK_MESSAGE(got == want, "pattern /" << std::string(p) << "/, trial " << trial);
+      compared++;
+      nonempty += !want.empty();
+    }
+  }
+  MESSAGE(compared << " searches compared, " << nonempty << " with matches");
+  CHECK(nonempty > compared / 2);
 }

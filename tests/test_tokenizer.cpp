@@ -293,3 +293,32 @@ TEST_CASE("tokenizer: bad files are refused with a message naming the problem") 
   CHECK(err(with("\"decoder\":{\"type\":\"ByteLevel\"}", "\"decoder\":{\"type\":\"WordPiece\"}")).find("decoder") != std::string::npos);
   CHECK(error_of([] { ref::Tokenizer::load("/nonexistent/tokenizer.json"); }).find("cannot open") != std::string::npos);
 }
+
+TEST_CASE("tokenizer: the pre-token cache stays exact when it fills up and starts over") {
+  // 70,000 distinct words: more than the per-thread cache holds (kCacheEntries), so it starts
+  // over during the first pass; the second pass hits whatever is cached. Both must equal the
+  // text encoded in chunks of 500 words, each on a freshly loaded tokenizer (its own empty cache).
+  // Chunks start before a space, where the pre-tokenizer cuts anyway.
+  static_assert(ref::Tokenizer::kCacheEntries < 70000, "the text must overflow the cache");
+  std::vector<std::string> words;
+  for (uint32_t i = 0; i < 70000; i++) {
+    std::string w = " ";
+    for (uint32_t v = i * 2654435761u % 1000003u + 1000003u; v; v /= 26) w += (char)('a' + v % 26);
+    words.push_back(w + (i % 7 == 0 ? "ll" : "") + (i % 11 == 0 ? "!" : ""));
+  }
+  std::string text;
+  for (const std::string& w : words) text += w;
+  ref::Tokenizer t = ref::Tokenizer::load(fixture("cl100k_style.json"));
+  Ids cold = t.encode(text), warm = t.encode(text);
+  Ids chunked;
+  for (size_t k = 0; k < words.size(); k += 500) {
+    std::string part;
+    for (size_t j = k; j < std::min(words.size(), k + 500); j++) part += words[j];
+    ref::Tokenizer fresh = ref::Tokenizer::load(fixture("cl100k_style.json"));
+    Ids ids = fresh.encode(part);
+    chunked.insert(chunked.end(), ids.begin(), ids.end());
+  }
+  CHECK(cold.size() > words.size());
+  CHECK(cold == chunked);
+  CHECK(warm == chunked);
+}
