@@ -1170,18 +1170,16 @@ thread_local BpeScratch tl_bpe;
 void Tokenizer::MergeTable::build(const std::vector<std::pair<uint64_t, Merge>>& entries) {
   size_t cap = 16;
   while (cap < entries.size() * 2) cap *= 2;
-  keys.assign(cap, kEmpty);
-  vals.assign(cap, Merge{0, 0});
+  slots.assign(cap, Slot{kEmpty, Merge{0, 0}});
   mask = cap - 1;
   shift = 64;
   for (size_t c = cap; c > 1; c >>= 1) shift--;
   count = 0;
   for (const auto& kv : entries) {  // a repeated pair keeps its last entry (the caller's order)
     size_t i = slot(kv.first);
-    while (keys[i] != kEmpty && keys[i] != kv.first) i = (i + 1) & mask;
-    if (keys[i] == kEmpty) count++;
-    keys[i] = kv.first;
-    vals[i] = kv.second;
+    while (slots[i].key != kEmpty && slots[i].key != kv.first) i = (i + 1) & mask;
+    if (slots[i].key == kEmpty) count++;
+    slots[i] = {kv.first, kv.second};
   }
 }
 
@@ -1260,6 +1258,38 @@ void Tokenizer::merge_all(std::vector<uint32_t>& out) const {
     out.push_back(sym[0].id);
     return;
   }
+  auto lookup = [&](uint32_t a, uint32_t b) -> const Merge* { return merges_.find((uint64_t)a << 32 | b); };
+  if (sym.size() <= kShortWord) {
+    // Short words (nearly all): the same choice as the heap below, by a scan. rank[j] is the
+    // rank of the pair (ids[j], ids[j + 1]) (UINT32_MAX: no merge); each step merges the lowest,
+    // leftmost on ties, and only the two pairs next to it change.
+    uint32_t ids[kShortWord], rank[kShortWord], made[kShortWord];
+    uint32_t n = (uint32_t)sym.size();
+    for (uint32_t j = 0; j < n; j++) ids[j] = sym[j].id;
+    auto pair_rank = [&](uint32_t j) {
+      const Merge* m = lookup(ids[j], ids[j + 1]);
+      rank[j] = m ? m->rank : UINT32_MAX;
+      made[j] = m ? m->new_id : 0;
+    };
+    for (uint32_t j = 0; j + 1 < n; j++) pair_rank(j);
+    while (n > 1) {
+      uint32_t best = 0;
+      for (uint32_t j = 1; j + 1 < n; j++)
+        if (rank[j] < rank[best]) best = j;
+      if (rank[best] == UINT32_MAX) break;
+      ids[best] = made[best];
+      for (uint32_t j = best + 1; j + 1 < n; j++) ids[j] = ids[j + 1];
+      for (uint32_t j = best + 1; j + 2 < n; j++) {
+        rank[j] = rank[j + 1];
+        made[j] = made[j + 1];
+      }
+      n--;
+      if (best > 0) pair_rank(best - 1);
+      if (best + 1 < n) pair_rank(best);
+    }
+    out.insert(out.end(), ids, ids + n);
+    return;
+  }
   // A min-heap on (rank, position) kept in the scratch vector (std::push_heap / pop_heap with
   // "worse" as the less-than: the best candidate is at the front).
   auto worse = [](const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; };
@@ -1269,7 +1299,6 @@ void Tokenizer::merge_all(std::vector<uint32_t>& out) const {
     heap.push_back(c);
     std::push_heap(heap.begin(), heap.end(), worse);
   };
-  auto lookup = [&](uint32_t a, uint32_t b) -> const Merge* { return merges_.find((uint64_t)a << 32 | b); };
   for (size_t i = 0; i + 1 < sym.size(); i++)
     if (const Merge* m = lookup(sym[i].id, sym[i + 1].id)) heap.push_back({m->rank, (int32_t)i, m->new_id});
   std::make_heap(heap.begin(), heap.end(), worse);

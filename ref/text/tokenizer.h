@@ -35,6 +35,7 @@ class Tokenizer {
  public:
   static constexpr size_t kCacheEntries = 1 << 16;  // per-thread pre-token cache size cap
   static constexpr size_t kCacheMaxWord = 256;      // longer pre-tokens are not cached
+  static constexpr size_t kShortWord = 48;          // BPE of up to this many symbols scans instead of using a heap
 
   // Reads and parses a tokenizer.json; throws std::runtime_error naming the file and problem.
   static Tokenizer load(const std::string& path);
@@ -108,18 +109,18 @@ class Tokenizer {
   // up for every neighbour it forms, so this is the hottest table of a cold encode).
   struct MergeTable {
     static constexpr uint64_t kEmpty = ~0ull;  // no pair of ids < 2^32 - 1 has this key
-    std::vector<uint64_t> keys;
-    std::vector<Merge> vals;
+    struct Slot { uint64_t key; Merge merge; };  // 16 bytes: a lookup touches one cache line
+    std::vector<Slot> slots;
     uint64_t mask = 0;
     int shift = 64;
     size_t count = 0;
     void build(const std::vector<std::pair<uint64_t, Merge>>& entries);  // a repeated key keeps its last value
     size_t slot(uint64_t key) const { return (size_t)((key * 0x9E3779B97F4A7C15ull) >> shift) & mask; }
     const Merge* find(uint64_t key) const {
-      if (keys.empty()) return nullptr;
+      if (slots.empty()) return nullptr;
       for (size_t i = slot(key);; i = (i + 1) & mask) {
-        if (keys[i] == key) return &vals[i];
-        if (keys[i] == kEmpty) return nullptr;
+        if (slots[i].key == key) return &slots[i].merge;
+        if (slots[i].key == kEmpty) return nullptr;
       }
     }
     size_t size() const { return count; }
