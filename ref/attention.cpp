@@ -20,7 +20,7 @@
 //    and the backward's sum_u p_u dp_u accumulate in double in the same 8-lane pattern over u
 //    (sum8); p = e * float(1 / sum).
 // T = double (gradient checks) runs the portable code with std::exp and std::fma in double.
-#include <algorithm>    // std::fill, std::max
+#include <algorithm>    // std::fill, std::max, std::copy_n
 #include <cmath>        // std::fma, std::exp, std::sqrt
 #include <cstdint>      // int64_t
 #include <stdexcept>    // std::runtime_error
@@ -419,13 +419,28 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, int B
     const int bh = (int)(it / blocks), b = bh / H, h = bh % H;
     const int t0 = (int)(it % blocks) * ROW_BLOCK, t1 = std::min(t0 + ROW_BLOCK, T_);
     const size_t head = (size_t)b * T_ * C + (size_t)h * D;  // (b, t=0, head h)
+    // For the AVX2 rows: the head's key and value rows 0..t1-1 copied contiguously (row stride
+    // D). Read in place, rows C floats apart (a power of two) fall into a few L1 sets and evict
+    // each other. Data movement only: the sums are the same.
+    static thread_local std::vector<T> kv;
+    T* kp = nullptr;
+    T* vp = nullptr;
+    if (std::is_same<T, float>::value && simd) {
+      if (kv.size() < (size_t)2 * T_ * D) kv.resize((size_t)2 * T_ * D);
+      kp = kv.data();
+      vp = kp + (size_t)T_ * D;
+      for (int u = 0; u < t1; u++) {
+        std::copy_n(k + head + (size_t)u * C, D, kp + (size_t)u * D);
+        std::copy_n(v + head + (size_t)u * C, D, vp + (size_t)u * D);
+      }
+    }
     for (int t = t0; t < t1; t++) {
       T* out_t = out + head + (size_t)t * C;
       T* att_row = att + ((size_t)bh * T_ + t) * T_;
       const T* q_t = q + head + (size_t)t * C;
       if constexpr (std::is_same<T, float>::value) {
         if (simd) {
-          row_forward_avx2(out_t, att_row, q_t, k + head, v + head, t, T_, C, D, scale);
+          row_forward_avx2(out_t, att_row, q_t, kp, vp, t, T_, D, D, scale);
           continue;
         }
       }
@@ -461,8 +476,35 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
     const T* atth = att + (size_t)bh * T_ * T_;
     if constexpr (std::is_same<T, float>::value) {
       if (simd && split) {
-        head_backward_split_avx2(dqh, dkh, dvh, dout + head, q + head, k + head, v + head, atth, T_, C, D, scale,
-                                 scratch.data());
+        // The head's rows copied contiguously (stride D), as in the forward: rows C floats apart
+        // share a few L1 sets. The gradients are copied in and added to there, then copied back.
+        static thread_local std::vector<T> packed;
+        const size_t TD = (size_t)T_ * D;
+        if (packed.size() < 7 * TD) packed.resize(7 * TD);
+        T* pq = packed.data();
+        T* pk = pq + TD;
+        T* pv = pk + TD;
+        T* pd = pv + TD;
+        T* gq = dqh ? pd + TD : nullptr;
+        T* gk = dkh ? pd + 2 * TD : nullptr;
+        T* gv = dvh ? pd + 3 * TD : nullptr;
+        auto gather = [&](T* dst, const T* src) {
+          for (int t = 0; t < T_; t++) std::copy_n(src + (size_t)t * C, D, dst + (size_t)t * D);
+        };
+        auto scatter = [&](T* dst, const T* src) {
+          for (int t = 0; t < T_; t++) std::copy_n(src + (size_t)t * D, D, dst + (size_t)t * C);
+        };
+        gather(pq, q + head);
+        gather(pk, k + head);
+        gather(pv, v + head);
+        gather(pd, dout + head);
+        if (gq) gather(gq, dqh);
+        if (gk) gather(gk, dkh);
+        if (gv) gather(gv, dvh);
+        head_backward_split_avx2(gq, gk, gv, pd, pq, pk, pv, atth, T_, D, D, scale, scratch.data());
+        if (gq) scatter(dqh, gq);
+        if (gk) scatter(dkh, gk);
+        if (gv) scatter(dvh, gv);
         continue;
       }
       if (simd) {
