@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>     // FILE, fopen, fwrite, remove
+#include <unistd.h>   // getpid
 #include <stdexcept>  // runtime_error
 #include <string>
 #include <vector>
@@ -138,4 +139,33 @@ TEST_CASE("shard: bad files give errors that say what is wrong") {
     CHECK(read_error(p).find("negative token count -1") != std::string::npos);
   }
   remove(p.c_str());
+}
+
+TEST_CASE("file: write_file_atomic uses a temporary of its own and leaves nothing behind") {
+  const std::string path = tmp_path("atomic");
+  std::remove(path.c_str());
+  // Another writer's temporary under the old fixed name (PATH.tmp): it must not be touched.
+  write_bytes(path + ".tmp", {1, 2, 3});
+  ref::write_shard(path, {5, 6, 7}, 16);
+  CHECK(ref::read_shard(path) == std::vector<uint32_t>{5, 6, 7});
+  FILE* other = fopen((path + ".tmp").c_str(), "rb");
+  REQUIRE(other != nullptr);
+  unsigned char b[4] = {0, 0, 0, 0};
+  CHECK(fread(b, 1, 4, other) == 3);
+  fclose(other);
+  CHECK(b[0] == 1);
+  // No temporary of this process is left, and a stale one with this pid (a dead process whose pid
+  // was recycled) is replaced, not written through.
+  const std::string mine = path + ".tmp." + std::to_string(getpid());
+  CHECK(fopen(mine.c_str(), "rb") == nullptr);
+  write_bytes(mine, {9, 9, 9, 9, 9, 9, 9, 9, 9});
+  ref::write_shard(path, {8}, 16);
+  CHECK(ref::read_shard(path) == std::vector<uint32_t>{8});
+  CHECK(fopen(mine.c_str(), "rb") == nullptr);
+  // A directory that does not exist: the error names the temporary and the fix; path is kept.
+  std::string err = error_of([&] { ref::write_shard("/tmp/lfmoe_no_such_dir/x.bin", {1}, 16); });
+  CHECK(err.find("/tmp/lfmoe_no_such_dir/x.bin.tmp.") != std::string::npos);
+  CHECK(err.find("check that the directory exists") != std::string::npos);
+  std::remove((path + ".tmp").c_str());
+  std::remove(path.c_str());
 }

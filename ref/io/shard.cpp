@@ -1,6 +1,8 @@
 // shard.cpp — reading and writing llm.c-style token shards (see shard.h for the layout).
 #include "ref/io/shard.h"
 
+#include "ref/io/file.h"  // write_file_atomic
+
 #include <cerrno>      // errno
 #include <cstdio>      // FILE, fopen, fread, fwrite, fflush, fileno, rename
 #include <cstring>     // strerror
@@ -112,17 +114,7 @@ void write_shard(const std::string& path, const std::vector<uint32_t>& tokens, u
   }
 
   // Atomic replace: a reader never sees a half-written shard, even if we are killed mid-write.
-  const std::string tmp = path + ".tmp";
-  FILE* f = fopen(tmp.c_str(), "wb");
-  if (!f) fail(tmp, std::string("cannot create: ") + strerror(errno), "check that the directory exists and is writable");
-  bool ok = fwrite(buf.data(), 1, buf.size(), f) == buf.size();
-  ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok) { remove(tmp.c_str()); fail(tmp, std::string("write failed: ") + strerror(errno), "check free disk space"); }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    remove(tmp.c_str());
-    fail(path, std::string("cannot rename the temporary file into place: ") + strerror(errno), "check permissions");
-  }
+  write_file_atomic(path, buf.data(), buf.size());
 }
 
 }  // namespace ref

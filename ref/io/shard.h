@@ -25,7 +25,7 @@ std::vector<uint32_t> read_shard(const std::string& path);
 // Reads only the header and returns the token count (same checks as read_shard, without loading).
 uint64_t shard_token_count(const std::string& path);
 
-// Writes a shard atomically (path.tmp, fflush + fsync, rename). Version 1 when vocab_size <= 65536,
+// Writes a shard atomically (write_file_atomic: PATH.tmp.<pid>, fsync, rename). Version 1 when vocab_size <= 65536,
 // version 2 otherwise. Throws if a token is >= vocab_size or the count does not fit the header.
 void write_shard(const std::string& path, const std::vector<uint32_t>& tokens, uint32_t vocab_size);
 

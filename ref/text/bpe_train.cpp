@@ -12,7 +12,7 @@
 #include <omp.h>       // omp_get_max_threads, omp_get_thread_num (the build may also be OPENMP=0)
 #endif
 
-#include "ref/io/file.h"         // read_file
+#include "ref/io/file.h"         // read_file, write_file_atomic
 #include "ref/io/json.h"         // json::quote
 #include "ref/text/tokenizer.h"  // gpt2_pretokenize, bytelevel_alphabet
 
@@ -343,15 +343,8 @@ std::string tokenizer_json(const BpeModel& m) {
 }
 
 void write_tokenizer_json(const std::string& path, const BpeModel& model) {
-  const std::string text = tokenizer_json(model), tmp = path + ".tmp";
-  FILE* f = fopen(tmp.c_str(), "wb");
-  if (!f) throw std::runtime_error(tmp + ": cannot create: " + strerror(errno) + "; check that the directory exists");
-  bool ok = fwrite(text.data(), 1, text.size(), f) == text.size() && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
-    remove(tmp.c_str());
-    throw std::runtime_error(path + ": write failed: " + strerror(errno) + "; check free disk space and permissions");
-  }
+  const std::string text = tokenizer_json(model);
+  write_file_atomic(path, text.data(), text.size());
 }
 
 }  // namespace ref
