@@ -984,26 +984,23 @@ void Regex::compute_first_set() {
   for (uint32_t pc : consuming)
     if (prog_[pc].op == kAny) return;  // '.' starts almost anywhere: no point in filtering
   first_.insts = consuming;
-  for (uint32_t c = 0; c < 128; c++) {
-    bool any = false;
-    for (uint32_t pc : consuming) {
-      const Inst& in = prog_[pc];
-      any = any || (in.op == kChar && in.a == c) || (in.op == kCharFold && unicode::simple_fold(c) == in.a) ||
-            (in.op == kClass && classes_[in.a].matches(c));
-    }
-    if (any) first_.ascii[c >> 6] |= 1ull << (c & 63);
-  }
+  for (uint32_t c = 0; c < 128; c++)
+    if (first_.any_accepts(c, classes_, prog_)) first_.ascii[c >> 6] |= 1ull << (c & 63);
   first_.active = true;
 }
 
-bool Regex::FirstSet::may_start(uint32_t cp, const std::vector<CharClass>& classes, const std::vector<Inst>& prog) const {
-  if (cp < 128) return (ascii[cp >> 6] >> (cp & 63)) & 1;
+bool Regex::FirstSet::any_accepts(uint32_t cp, const std::vector<CharClass>& classes, const std::vector<Inst>& prog) const {
   for (uint32_t pc : insts) {
     const Inst& in = prog[pc];
     if (in.op == kChar ? in.a == cp : in.op == kCharFold ? unicode::simple_fold(cp) == in.a : classes[in.a].matches(cp))
       return true;
   }
   return false;
+}
+
+bool Regex::FirstSet::may_start(uint32_t cp, const std::vector<CharClass>& classes, const std::vector<Inst>& prog) const {
+  if (cp < 128) return (ascii[cp >> 6] >> (cp & 63)) & 1;
+  return any_accepts(cp, classes, prog);
 }
 
 // Runs the program from pc at text position sp; returns whether it reaches kMatch, with the

@@ -124,6 +124,7 @@ class Regex {
     uint64_t ascii[2] = {0, 0};     // for code points < 128
     std::vector<uint32_t> insts;    // the consuming instructions to test for the others
     bool may_start(uint32_t cp, const std::vector<CharClass>& classes, const std::vector<Inst>& prog) const;
+    bool any_accepts(uint32_t cp, const std::vector<CharClass>& classes, const std::vector<Inst>& prog) const;  // insts only
   };
   void compute_first_set();
   bool run(uint32_t pc, const uint32_t* text, uint32_t n, uint32_t sp, uint32_t* end,

@@ -5,13 +5,12 @@
 // comments say which behaviour of the original each piece reproduces and why it matters for ids.
 #include "ref/text/tokenizer.h"
 
-#include <algorithm>   // std::max, std::sort
+#include <algorithm>   // std::max, std::sort, std::push_heap, std::pop_heap
 #include <atomic>      // serial numbers for the per-thread caches
 #include <cstring>     // std::memcpy, std::memcmp
 #include <deque>       // per-step scratch buffers
 #include <cstdio>      // snprintf
 #include <fstream>     // std::ifstream
-#include <queue>       // std::priority_queue
 #include <sstream>     // std::ostringstream
 #include <stdexcept>   // std::runtime_error
 
@@ -93,20 +92,28 @@ bool bytelevel_to_bytes(const std::string& s, std::string* raw) {
 
 namespace {
 
-// Splits text with a regex, Isolated behaviour: matches and the gaps between them, in order,
-// empty pieces dropped. Used by ByteLevel(use_regex=true).
-void split_isolated(const Regex& re, const std::string& text, std::vector<std::string>& out) {
-  std::vector<uint32_t> cps, offsets;
-  std::vector<std::pair<uint32_t, uint32_t>> matches;
-  decode_utf8(text, cps, offsets);
-  re.find_all(cps, matches);
+// A regex split with the Isolated behaviour: the matches and the gaps between them, in order, as
+// code point ranges of text[0, n) offset by `base`, empty ones dropped (matches/stack: scratch).
+void isolated_ranges(const Regex& re, const uint32_t* text, uint32_t n, uint32_t base,
+                     std::vector<std::pair<uint32_t, uint32_t>>& matches, std::vector<std::pair<uint32_t, uint32_t>>& stack,
+                     std::vector<std::pair<uint32_t, uint32_t>>& out) {
+  re.find_all(text, n, matches, stack);
   uint32_t prev = 0;
   for (const auto& m : matches) {
-    if (m.first > prev) out.emplace_back(text, offsets[prev], offsets[m.first] - offsets[prev]);
-    if (m.second > m.first) out.emplace_back(text, offsets[m.first], offsets[m.second] - offsets[m.first]);
+    if (m.first > prev) out.emplace_back(base + prev, base + m.first);
+    if (m.second > m.first) out.emplace_back(base + m.first, base + m.second);
     prev = m.second;
   }
-  if (prev < cps.size()) out.emplace_back(text, offsets[prev], text.size() - offsets[prev]);
+  if (prev < n) out.emplace_back(base + prev, base + n);
+}
+
+// The same split as strings. Used by ByteLevel(use_regex=true) through gpt2_pretokenize.
+void split_isolated(const Regex& re, const std::string& text, std::vector<std::string>& out) {
+  std::vector<uint32_t> cps, offsets;
+  std::vector<std::pair<uint32_t, uint32_t>> matches, stack, ranges;
+  decode_utf8(text, cps, offsets);
+  isolated_ranges(re, cps.data(), (uint32_t)cps.size(), 0, matches, stack, ranges);
+  for (const auto& r : ranges) out.emplace_back(text, offsets[r.first], offsets[r.second] - offsets[r.first]);
 }
 
 }  // namespace
@@ -1110,16 +1117,7 @@ void Tokenizer::run_steps(size_t k, const char* bytes, const uint32_t* cps, cons
     e = (uint32_t)sc.cps.size();
   }
   if (!step.use_regex) sc.pieces.emplace_back(b, e);
-  else {
-    gpt2_regex().find_all(c + b, e - b, sc.matches, sc.stack);
-    uint32_t prev = b;  // Isolated: matches and the gaps between them, empty pieces dropped
-    for (const Range& m : sc.matches) {
-      if (b + m.first > prev) sc.pieces.emplace_back(prev, b + m.first);
-      if (m.second > m.first) sc.pieces.emplace_back(b + m.first, b + m.second);
-      prev = b + m.second;
-    }
-    if (prev < e) sc.pieces.emplace_back(prev, e);
-  }
+  else isolated_ranges(gpt2_regex(), c + b, e - b, b, sc.matches, sc.stack, sc.pieces);
   if (last) {  // raw bytes: encode maps them (and caches them unmapped)
     for (const Range& r : sc.pieces) sink(base + o[r.first], (size_t)(o[r.second] - o[r.first]));
     return;
