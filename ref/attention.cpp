@@ -399,6 +399,12 @@ inline void head_backward_split_avx2(float*, float*, float*, const float*, const
                                      const float*, int, int, int, float, float*) {}
 #endif
 
+// rows x D values from src (row stride lds) to dst (row stride ldd): the per-head copies below.
+template <typename T>
+inline void copy_rows(T* dst, size_t ldd, const T* src, size_t lds, int rows, int D) {
+  for (int r = 0; r < rows; r++) std::copy_n(src + (size_t)r * lds, D, dst + (size_t)r * ldd);
+}
+
 // Forward work items: ROW_BLOCK query rows of one (b,h); threads take them round-robin.
 constexpr int ROW_BLOCK = 16;
 
@@ -429,10 +435,8 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, int B
       if (kv.size() < (size_t)2 * T_ * D) kv.resize((size_t)2 * T_ * D);
       kp = kv.data();
       vp = kp + (size_t)T_ * D;
-      for (int u = 0; u < t1; u++) {
-        std::copy_n(k + head + (size_t)u * C, D, kp + (size_t)u * D);
-        std::copy_n(v + head + (size_t)u * C, D, vp + (size_t)u * D);
-      }
+      copy_rows(kp, D, k + head, C, t1, D);
+      copy_rows(vp, D, v + head, C, t1, D);
     }
     for (int t = t0; t < t1; t++) {
       T* out_t = out + head + (size_t)t * C;
@@ -488,12 +492,8 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
         T* gq = dqh ? pd + TD : nullptr;
         T* gk = dkh ? pd + 2 * TD : nullptr;
         T* gv = dvh ? pd + 3 * TD : nullptr;
-        auto gather = [&](T* dst, const T* src) {
-          for (int t = 0; t < T_; t++) std::copy_n(src + (size_t)t * C, D, dst + (size_t)t * D);
-        };
-        auto scatter = [&](T* dst, const T* src) {
-          for (int t = 0; t < T_; t++) std::copy_n(src + (size_t)t * D, D, dst + (size_t)t * C);
-        };
+        auto gather = [&](T* dst, const T* src) { copy_rows(dst, D, src, C, T_, D); };
+        auto scatter = [&](T* dst, const T* src) { copy_rows(dst, C, src, D, T_, D); };
         gather(pq, q + head);
         gather(pk, k + head);
         gather(pv, v + head);

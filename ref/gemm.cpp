@@ -494,6 +494,7 @@ void gemm_impl(T* C, ptrdiff_t ldc, MatView<T> A, MatView<T> B, int M, int N, in
       for (int j = jb0; j < jb1; j++) pack_b_panel<T, NR>(Bp + (size_t)(j - jb0) * NR * kc, B, j * NR, N, k0, kc);
       // a task: one column panel of B (kept in L1) against the row panels of one row block (in L2)
       alignas(64) T edge[MR * KC];  // this thread's copy of a partial row panel
+      int edge_m0 = -1;             // ... of rows edge_m0.. of this K-block (its tasks reuse it)
       OMP_FOR
       for (int64_t task = 0; task < tasks; task++) {
         const int rb = (int)(task / (jb1 - jb0)), j = jb0 + (int)(task % (jb1 - jb0));
@@ -509,8 +510,9 @@ void gemm_impl(T* C, ptrdiff_t ldc, MatView<T> A, MatView<T> B, int M, int N, in
             ap = A.p + (ptrdiff_t)m0 * A.rs + k0;
             ars = A.rs;
             acs = 1;
-          } else if (direct_a) {  // the last, partial panel: packed with zero rows
-            pack_a_panel<T, MR>(edge, A, m0, M, k0, kc);
+          } else if (direct_a) {  // the last, partial panel: packed with zero rows, once per thread
+            if (edge_m0 != m0) pack_a_panel<T, MR>(edge, A, m0, M, k0, kc);
+            edge_m0 = m0;
             ap = edge;
           }
           KERNEL(kc, ap, ars, acs, Bp + (size_t)(j - jb0) * NR * kc, t);
