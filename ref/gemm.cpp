@@ -524,14 +524,35 @@ void gemm_impl(T* C, ptrdiff_t ldc, MatView<T> A, MatView<T> B, int M, int N, in
 
 // ------------------------------------------------------------------------------ a group of products
 // Work item: (problem, column panel). Its thread packs that panel of B one K-block at a time and runs
-// it against every row panel of the problem's A (read in place when row-major, else packed one
-// panel at a time), so no packed data is shared and no thread waits for another until the end.
+// it against every row panel of the problem's A, so no packed data is shared and no thread waits
+// for another until the end. A is read in place when row-major, else packed; a thread packs a
+// problem's A once (all K-blocks, pack_problem_a) for the run of that problem's items it owns.
 struct Item {
   int p, j;
 };
 
+// What of q's A the kernel cannot read in place, packed into buf for every K-block: all row panels
+// (block kb's panel i at mp*MR*k0 + i*MR*kc) when A is not row-major, else only the partial last
+// row panel (block kb's at kb*MR*KC) when M is not a multiple of MR.
+template <typename T, int MR, int KC> void pack_problem_a(const GemmProblem<T>& q, std::vector<T>& buf) {
+  const int M = q.M, K = q.K, mp = (M + MR - 1) / MR, kblocks = (K + KC - 1) / KC;
+  if (q.A.cs != 1) {
+    T* a = scratch(buf, (size_t)mp * MR * K);
+    for (int kb = 0; kb < kblocks; kb++) {
+      const int k0 = kb * KC, kc = K - k0 < KC ? K - k0 : KC;
+      for (int i = 0; i < mp; i++) pack_a_panel<T, MR>(a + (size_t)mp * MR * k0 + (size_t)i * MR * kc, q.A, i * MR, M, k0, kc);
+    }
+  } else if (M % MR != 0) {
+    T* a = scratch(buf, (size_t)kblocks * MR * KC);
+    for (int kb = 0; kb < kblocks; kb++) {
+      const int k0 = kb * KC, kc = K - k0 < KC ? K - k0 : KC;
+      pack_a_panel<T, MR>(a + (size_t)kb * MR * KC, q.A, (mp - 1) * MR, M, k0, kc);
+    }
+  }
+}
+
 template <typename T, int MR, int NR, int KC, KernelFn<T> KERNEL>
-void run_item(const GemmProblem<T>& q, int j, T* bpanel, T* apanel, std::vector<T>& pbuf) {
+void run_item(const GemmProblem<T>& q, int j, T* bpanel, const T* apacked, std::vector<T>& pbuf) {
   const int M = q.M, N = q.N, K = q.K;
   const int j0 = j * NR, cols = N - j0 < NR ? N - j0 : NR;
   const int kblocks = (K + KC - 1) / KC;
@@ -545,18 +566,21 @@ void run_item(const GemmProblem<T>& q, int j, T* bpanel, T* apanel, std::vector<
   for (int kb = 0; kb < kblocks; kb++) {
     const int k0 = kb * KC, kc = K - k0 < KC ? K - k0 : KC;
     pack_b_panel<T, NR>(bpanel, q.B, j0, N, k0, kc);
+    const int mp = (M + MR - 1) / MR;
     for (int m0 = 0; m0 < M; m0 += MR) {
       const int rows = M - m0 < MR ? M - m0 : MR;
       const Tile<T> t{q.C + (ptrdiff_t)m0 * q.ldc + j0, q.ldc, P + (ptrdiff_t)m0 * ldp, ldp, rows, cols,
                       kb == 0, kb == kblocks - 1, q.accumulate};
-      const T* ap = apanel;
+      const T* ap;  // see pack_problem_a
       ptrdiff_t ars = 1, acs = MR;
       if (direct_a && rows == MR) {
         ap = q.A.p + (ptrdiff_t)m0 * q.A.rs + k0;
         ars = q.A.rs;
         acs = 1;
+      } else if (direct_a) {
+        ap = apacked + (size_t)kb * MR * KC;
       } else {
-        pack_a_panel<T, MR>(apanel, q.A, m0, M, k0, kc);
+        ap = apacked + (size_t)mp * MR * k0 + (size_t)(m0 / MR) * MR * kc;
       }
       KERNEL(kc, ap, ars, acs, bpanel, t);
     }
@@ -599,14 +623,19 @@ void gemm_grouped_impl(const GemmProblem<T>* probs, int count) {
 #endif
     static thread_local std::vector<T> bbuf, abuf, pbuf;
     T* bpanel = scratch(bbuf, (size_t)KC * NR);
-    T* apanel = scratch(abuf, (size_t)MR * KC);
     // thread tid runs the items whose cost interval ends in (total*tid/nth, total*(tid+1)/nth]: a
     // contiguous run of about equal cost (the split changes the speed only, never a bit)
     const double lo = total * tid / nth, hi = total * (tid + 1) / nth;
+    int packed_p = -1;  // the problem whose A is in abuf (this call only: buffers get reused)
     for (int it = 0; it < n_items; it++) {
       const double e = ends[it];
       if (e <= lo || (e > hi && tid + 1 < nth)) continue;
-      run_item<T, MR, NR, KC, KERNEL>(probs[item[it].p], item[it].j, bpanel, apanel, pbuf);
+      const int p = item[it].p;
+      if (p != packed_p) {
+        pack_problem_a<T, MR, KC>(probs[p], abuf);
+        packed_p = p;
+      }
+      run_item<T, MR, NR, KC, KERNEL>(probs[p], item[it].j, bpanel, abuf.data(), pbuf);
     }
   }
 }

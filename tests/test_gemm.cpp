@@ -174,11 +174,12 @@ struct GroupCase {
 };
 
 // Problems of many sizes (the routed experts: few rows each, some empty, one with nothing to sum),
-// every layout, with and without accumulation, some with K over one K-block.
+// every layout, with and without accumulation, some with K over one K-block (among them p = 12
+// and 24 with a transposed A, which the group packs once for all its K-blocks; also p = 0).
 GroupCase make_group(unsigned seed) {
   GroupCase g;
   std::mt19937 rng(seed);
-  const int count = 23;
+  const int count = 25;
   for (int p = 0; p < count; p++) {
     const int M = p == 3 ? 0 : (int)(rng() % 40) + (p % 5 == 0 ? 60 : 1);
     const int N = p % 4 == 0 ? 64 : (int)(rng() % 70) + 1;
@@ -186,7 +187,7 @@ GroupCase make_group(unsigned seed) {
     g.m.push_back(M);
     g.n.push_back(N);
     g.k.push_back(K);
-    g.ta.push_back(p % 3 == 1);
+    g.ta.push_back(p % 3 == 1 || p % 12 == 0);
     g.tb.push_back(p % 2 == 0);
     g.acc.push_back(p % 3 != 2);
     g.a.push_back(random_vec<float>((size_t)M * K + 1, seed + 10 * p + 1));
