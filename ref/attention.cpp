@@ -1,7 +1,9 @@
 // attention.cpp — causal softmax attention of ref/ops.h on the CPU, forward and backward.
 //
 // One (batch b, head h) at a time: rows of q/k/v/out are C apart and the head's D = C/H columns
-// start at the pointer given. Only the causal triangle (key u <= query t) is computed.
+// start at the pointer given. Only the causal triangle (key u <= query t) is computed. The AVX2
+// paths first copy the head's rows into contiguous buffers (row stride D), which is data movement
+// only: rows a power-of-two C floats apart would share a few L1 sets.
 //
 // Numerics (docs/MODEL.md section 9). Every result is defined by the portable code below (the
 // `*_portable` functions, templated on T); the AVX2+FMA code (`*_avx2`, float only, chosen at run
