@@ -4,11 +4,10 @@
 #include "ref/io/file.h"  // write_file_atomic
 
 #include <cerrno>      // errno
-#include <cstdio>      // FILE, fopen, fread, fwrite, fflush, fileno, rename
+#include <cstdio>      // FILE, fopen, fread, fclose
 #include <cstring>     // strerror
 #include <limits>      // numeric_limits
 #include <stdexcept>   // runtime_error
-#include <unistd.h>    // fsync
 
 namespace ref {
 

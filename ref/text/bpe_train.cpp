@@ -2,11 +2,8 @@
 #include "ref/text/bpe_train.h"
 
 #include <algorithm>   // sort, push_heap, pop_heap
-#include <cerrno>      // errno
-#include <cstdio>      // FILE, fopen, fwrite, fprintf
-#include <cstring>     // strerror
+#include <cstdio>      // fprintf
 #include <stdexcept>   // runtime_error
-#include <unistd.h>    // fsync
 
 #ifdef _OPENMP
 #include <omp.h>       // omp_get_max_threads, omp_get_thread_num (the build may also be OPENMP=0)
