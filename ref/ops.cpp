@@ -680,8 +680,30 @@ template <typename T> void sumsq_group_portable(const T* g, size_t n, int c0, do
 }
 
 #if LFMOE_X86_SIMD
-// The same eight sums, one per lane: step t adds the t-th term of every chunk (a gather), so each
-// lane still sums its own chunk in order; chunks longer than the shortest finish in scalar code.
+// r[k] (k = 0..7) becomes column k of the 8 x 8 matrix whose rows were r[0..7]: lane l of the
+// result r[k] is lane k of the input r[l].
+LFMOE_TARGET_AVX2 inline void transpose8x8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// The same eight sums, one per lane: step t adds the t-th term of every chunk, so each lane still
+// sums its own chunk in order. Eight terms of each chunk are loaded contiguously and transposed
+// (one vector per step); chunks longer than the shortest finish in scalar code.
 LFMOE_TARGET_AVX2 void sumsq_group_avx2(const float* g, size_t n, int c0, double* partial) {
   size_t start[8], len[8], common = SIZE_MAX;
   for (int l = 0; l < 8; l++) {
@@ -689,14 +711,22 @@ LFMOE_TARGET_AVX2 void sumsq_group_avx2(const float* g, size_t n, int c0, double
     len[l] = sumsq_chunk_start(n, c0 + l + 1) - start[l];
     common = len[l] < common ? len[l] : common;
   }
-  const __m256i idx = _mm256_setr_epi32((int)start[0], (int)start[1], (int)start[2], (int)start[3], (int)start[4],
-                                        (int)start[5], (int)start[6], (int)start[7]);
   __m256d lo = _mm256_setzero_pd(), hi = lo;  // chunks c0..c0+3, c0+4..c0+7
-  for (size_t t = 0; t < common; t++) {
-    const __m256 x = _mm256_i32gather_ps(g + t, idx, 4);
+  auto add_step = [&](__m256 x) {
     const __m256d xl = _mm256_cvtps_pd(_mm256_castps256_ps128(x)), xh = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
     lo = _mm256_add_pd(lo, _mm256_mul_pd(xl, xl));
     hi = _mm256_add_pd(hi, _mm256_mul_pd(xh, xh));
+  };
+  size_t t = 0;
+  for (; t + 8 <= common; t += 8) {
+    __m256 r[8];
+    for (int l = 0; l < 8; l++) r[l] = _mm256_loadu_ps(g + start[l] + t);
+    transpose8x8(r);
+    for (int k = 0; k < 8; k++) add_step(r[k]);
+  }
+  for (; t < common; t++) {
+    add_step(_mm256_setr_ps(g[start[0] + t], g[start[1] + t], g[start[2] + t], g[start[3] + t], g[start[4] + t],
+                            g[start[5] + t], g[start[6] + t], g[start[7] + t]));
   }
   alignas(32) double s[8];
   _mm256_store_pd(s, lo);
@@ -717,7 +747,7 @@ template <typename T> double sumsq(const T* g, size_t n) {
   for (int c0 = 0; c0 < kSumsqChunks; c0 += 8) {
 #if LFMOE_X86_SIMD
     if constexpr (std::is_same<T, float>::value)
-      if (simd_enabled() && n < ((size_t)1 << 31)) {  // (the gather's indices are int32)
+      if (simd_enabled()) {
         sumsq_group_avx2(g, n, c0, partial);
         continue;
       }
