@@ -23,6 +23,7 @@
 //    (sum8); p = e * float(1 / sum).
 // T = double (gradient checks) runs the portable code with std::exp and std::fma in double.
 #include <algorithm>    // std::fill, std::max, std::copy_n
+#include <atomic>       // std::atomic (the forward's call count)
 #include <cmath>        // std::fma, std::exp, std::sqrt
 #include <cstdint>      // int64_t
 #include <stdexcept>    // std::runtime_error
@@ -30,6 +31,7 @@
 #include <type_traits>  // std::is_same
 #include <vector>       // std::vector (per-thread scratch)
 
+#include "ref/gemm.h"  // avx512_enabled
 #include "ref/ops.h"
 #include "ref/vmath.h"
 
@@ -151,6 +153,31 @@ LFMOE_TARGET_AVX2 inline __m256i first_lanes(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// sum8 and dotsum8 (above) 8 lanes at a time in double: lane j takes u = j (mod 8) in increasing u
+// (lanes 0-3 in one register, 4-7 in the other), the tail continues the same lanes, then tree8.
+LFMOE_TARGET_AVX2 inline double sum8_lanes(const float* x, const float* y, int n) {
+  __m256d lo = _mm256_setzero_pd(), hi = lo;
+  const int full = n / 8 * 8;
+  for (int u = 0; u < full; u += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + u);
+    __m256d xl = _mm256_cvtps_pd(_mm256_castps256_ps128(xv)), xh = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
+    if (y) {  // float * float is exact in double
+      const __m256 yv = _mm256_loadu_ps(y + u);
+      xl = _mm256_mul_pd(xl, _mm256_cvtps_pd(_mm256_castps256_ps128(yv)));
+      xh = _mm256_mul_pd(xh, _mm256_cvtps_pd(_mm256_extractf128_ps(yv, 1)));
+    }
+    lo = _mm256_add_pd(lo, xl);
+    hi = _mm256_add_pd(hi, xh);
+  }
+  alignas(32) double l[8];
+  _mm256_store_pd(l, lo);
+  _mm256_store_pd(l + 4, hi);
+  for (int u = full; u < n; u++) l[u - full] += y ? (double)x[u] * (double)y[u] : (double)x[u];
+  return tree8(l);
+}
+LFMOE_TARGET_AVX2 inline double sum8_avx2(const float* x, int n) { return sum8_lanes(x, nullptr, n); }
+LFMOE_TARGET_AVX2 inline double dotsum8_avx2(const float* x, const float* y, int n) { return sum8_lanes(x, y, n); }
+
 // out[j] = dot8(x, rows + u_j * C, D) for the 8 rows u_j = min(u0 + j, last), stored for j <= last - u0.
 LFMOE_TARGET_AVX2 inline void dots8(float* out, const float* x, const float* rows, int u0, int last, int C, int D,
                                    float scale, bool scaled) {
@@ -194,8 +221,9 @@ LFMOE_TARGET_AVX2 inline void weighted_sum_block(float* out, const float* p, con
   for (int c = 0; c < NC; c++) _mm256_storeu_ps(out + d0 + 8 * c, acc[c]);
 }
 
-LFMOE_TARGET_AVX2 void row_forward_avx2(float* out_t, float* att_row, const float* q_t, const float* k,
-                                        const float* v, int t, int T_, int C, int D, float scale) {
+// att_row = causal softmax of scale * q_t . k_u (u <= t), zeros after.
+LFMOE_TARGET_AVX2 void row_softmax_avx2(float* att_row, const float* q_t, const float* k, int t, int T_, int C, int D,
+                                        float scale) {
   for (int u0 = 0; u0 <= t; u0 += 8) dots8(att_row, q_t, k, u0, t, C, D, scale, true);
   const int n = t + 1, full = n / 8 * 8;
   __m256 mv = _mm256_set1_ps(att_row[0]);
@@ -208,11 +236,16 @@ LFMOE_TARGET_AVX2 void row_forward_avx2(float* out_t, float* att_row, const floa
   const __m256 mxv = _mm256_set1_ps(mx);
   for (int u = 0; u < full; u += 8) _mm256_storeu_ps(att_row + u, vexp8(_mm256_sub_ps(_mm256_loadu_ps(att_row + u), mxv)));
   for (int u = full; u < n; u++) att_row[u] = vexp(att_row[u] - mx);
-  const float inv = float(1.0 / sum8(att_row, n));
+  const float inv = float(1.0 / sum8_avx2(att_row, n));
   const __m256 invv = _mm256_set1_ps(inv);
   for (int u = 0; u < full; u += 8) _mm256_storeu_ps(att_row + u, _mm256_mul_ps(_mm256_loadu_ps(att_row + u), invv));
   for (int u = full; u < n; u++) att_row[u] *= inv;
   std::fill(att_row + n, att_row + T_, 0.0f);
+}
+
+LFMOE_TARGET_AVX2 void row_forward_avx2(float* out_t, float* att_row, const float* q_t, const float* k,
+                                        const float* v, int t, int T_, int C, int D, float scale) {
+  row_softmax_avx2(att_row, q_t, k, t, T_, C, D, scale);
   int d0 = 0;
   for (; d0 + 32 <= D; d0 += 32) weighted_sum_block<4>(out_t, att_row, v, t, C, d0);
   switch ((D - d0) / 8) {
@@ -264,7 +297,7 @@ LFMOE_TARGET_AVX2 void head_backward_avx2(float* dq, float* dk, float* dv, const
     const float* q_t = q + (size_t)t * C;
     for (int u0 = 0; u0 <= t; u0 += 8) dots8(ds, dout_t, v, u0, t, C, D, 0.0f, false);
     const int n = t + 1, full = n / 8 * 8;
-    const float pdp = float(dotsum8(p, ds, n));
+    const float pdp = float(dotsum8_avx2(p, ds, n));
     const __m256 pdpv = _mm256_set1_ps(pdp), sv = _mm256_set1_ps(scale);
     for (int u = 0; u < full; u += 8) {
       const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(p + u), _mm256_sub_ps(_mm256_loadu_ps(ds + u), pdpv));
@@ -336,23 +369,27 @@ LFMOE_TARGET_AVX2 inline void kv_block(float* dk, float* dv, const float* dout, 
   }
 }
 
+// Row t's ds (u <= t) from its probabilities p and dout_t: ds_u = scale * (p_u (dout_t . v_u - pdp)).
+LFMOE_TARGET_AVX2 void ds_row_avx2(float* ds, const float* p, const float* dout_t, const float* v, int t, int C, int D,
+                                   float scale) {
+  for (int u0 = 0; u0 <= t; u0 += 8) dots8(ds, dout_t, v, u0, t, C, D, 0.0f, false);
+  const int n = t + 1, full = n / 8 * 8;
+  const float pdp = float(dotsum8_avx2(p, ds, n));
+  const __m256 pdpv = _mm256_set1_ps(pdp), sv = _mm256_set1_ps(scale);
+  for (int u = 0; u < full; u += 8) {
+    const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(p + u), _mm256_sub_ps(_mm256_loadu_ps(ds + u), pdpv));
+    _mm256_storeu_ps(ds + u, _mm256_mul_ps(sv, x));
+  }
+  for (int u = full; u < n; u++) ds[u] = scale * (p[u] * (ds[u] - pdp));
+}
+
 LFMOE_TARGET_AVX2 void head_backward_split_avx2(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                                 const float* k, const float* v, const float* att, int T_, int C,
                                                 int D, float scale, float* S) {
   const int d_rest = D / 8 * 8;
   for (int t = 0; t < T_; t++) {
-    const float* p = att + (size_t)t * T_;
-    const float* dout_t = dout + (size_t)t * C;
     float* ds = S + (size_t)t * T_;
-    for (int u0 = 0; u0 <= t; u0 += 8) dots8(ds, dout_t, v, u0, t, C, D, 0.0f, false);
-    const int n = t + 1, full = n / 8 * 8;
-    const float pdp = float(dotsum8(p, ds, n));
-    const __m256 pdpv = _mm256_set1_ps(pdp), sv = _mm256_set1_ps(scale);
-    for (int u = 0; u < full; u += 8) {
-      const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(p + u), _mm256_sub_ps(_mm256_loadu_ps(ds + u), pdpv));
-      _mm256_storeu_ps(ds + u, _mm256_mul_ps(sv, x));
-    }
-    for (int u = full; u < n; u++) ds[u] = scale * (p[u] * (ds[u] - pdp));
+    ds_row_avx2(ds, att + (size_t)t * T_, dout + (size_t)t * C, v, t, C, D, scale);
     if (!dq) continue;
     int d0 = 0;  // column blocks of 32, then one of 24, 16 or 8, then scalar columns
     for (; d0 + 32 <= D; d0 += 32) dq_block<4>(dq, k, ds, t, C, d0);
@@ -387,6 +424,154 @@ LFMOE_TARGET_AVX2 void head_backward_split_avx2(float* dq, float* dk, float* dv,
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// AVX-512 code (float, head dims that are a multiple of 16; chosen when avx512_enabled(),
+// ref/gemm.h): the weighted sums along the sequence (out_t, dq_t, dk_u, dv_u) two query rows or
+// two keys at a time, 16 columns per register. Each element keeps the portable code's chain of
+// FMAs term for term; the pair only shares the loads of the rows both read, which gives every load
+// two uses and the FMA units twice as many independent chains. Scores, softmax and ds rows are the
+// AVX2 code's.
+#define LFMOE_TARGET_AVX512 __attribute__((target("avx512f")))
+// GCC 12 warns inside its own AVX-512 intrinsics when the build is not -march'ed for AVX-512.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// Rows t and t+1 (TWO) or t alone: o_r[d0 + i] (+)= sum_{u <= t_r} p_r[u] x[u*ld + d0 + i] for
+// i < 16*NZ, from 0 in increasing u; ADD adds the sum to o_r at the end (dq), else stores it (out).
+template <int NZ, bool ADD, bool TWO>
+LFMOE_TARGET_AVX512 inline void wsum_512(float* o0, float* o1, const float* p0, const float* p1, const float* x,
+                                         int t, int ld, int d0) {
+  __m512 a0[NZ], a1[NZ];
+  #pragma GCC unroll 2
+  for (int c = 0; c < NZ; c++) a0[c] = a1[c] = _mm512_setzero_ps();
+  for (int u = 0; u <= t; u++) {
+    const float* xu = x + (size_t)u * ld + d0;
+    const __m512 w0 = _mm512_set1_ps(p0[u]), w1 = _mm512_set1_ps(TWO ? p1[u] : 0.0f);
+    #pragma GCC unroll 2
+    for (int c = 0; c < NZ; c++) {
+      const __m512 xv = _mm512_loadu_ps(xu + 16 * c);
+      a0[c] = _mm512_fmadd_ps(w0, xv, a0[c]);
+      if (TWO) a1[c] = _mm512_fmadd_ps(w1, xv, a1[c]);
+    }
+  }
+  if (TWO) {  // row t+1's last term, u = t+1
+    const float* xu = x + (size_t)(t + 1) * ld + d0;
+    const __m512 w1 = _mm512_set1_ps(p1[t + 1]);
+    #pragma GCC unroll 2
+    for (int c = 0; c < NZ; c++) a1[c] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xu + 16 * c), a1[c]);
+  }
+  #pragma GCC unroll 2
+  for (int c = 0; c < NZ; c++) {
+    float* y0 = o0 + d0 + 16 * c;
+    _mm512_storeu_ps(y0, ADD ? _mm512_add_ps(_mm512_loadu_ps(y0), a0[c]) : a0[c]);
+    if (TWO) {
+      float* y1 = o1 + d0 + 16 * c;
+      _mm512_storeu_ps(y1, ADD ? _mm512_add_ps(_mm512_loadu_ps(y1), a1[c]) : a1[c]);
+    }
+  }
+}
+
+// Every column block of the row pair (blocks of 32, then one of 16).
+template <bool ADD, bool TWO>
+LFMOE_TARGET_AVX512 void wsum_rows_512(float* o0, float* o1, const float* p0, const float* p1, const float* x, int t,
+                                       int ld, int D) {
+  int d0 = 0;
+  for (; d0 + 32 <= D; d0 += 32) wsum_512<2, ADD, TWO>(o0, o1, p0, p1, x, t, ld, d0);
+  if (d0 < D) wsum_512<1, ADD, TWO>(o0, o1, p0, p1, x, t, ld, d0);
+}
+
+// Keys u and u+1 (TWO) or u alone, columns [d0, d0 + 16*NZ): dv_k += att[t][k] dout_t and
+// dk_k += S[t][k] q_t for t = k .. T_-1 in increasing t, from the caller's values (kv_block's chain).
+template <int NZ, bool DK, bool DV, bool TWO>
+LFMOE_TARGET_AVX512 inline void kv_512(float* dk, float* dv, const float* dout, const float* q, const float* att,
+                                       const float* S, int u, int T_, int ld, int d0) {
+  __m512 v0[NZ], v1[NZ], k0[NZ], k1[NZ];
+  const size_t off0 = (size_t)u * ld + d0, off1 = off0 + ld;
+  #pragma GCC unroll 2
+  for (int c = 0; c < NZ; c++) {
+    v0[c] = v1[c] = k0[c] = k1[c] = _mm512_setzero_ps();
+    if (DV) v0[c] = _mm512_loadu_ps(dv + off0 + 16 * c);
+    if (DV && TWO) v1[c] = _mm512_loadu_ps(dv + off1 + 16 * c);
+    if (DK) k0[c] = _mm512_loadu_ps(dk + off0 + 16 * c);
+    if (DK && TWO) k1[c] = _mm512_loadu_ps(dk + off1 + 16 * c);
+  }
+  {  // t = u: key u only
+    const __m512 pa = _mm512_set1_ps(att[(size_t)u * T_ + u]), ps = _mm512_set1_ps(S[(size_t)u * T_ + u]);
+    #pragma GCC unroll 2
+    for (int c = 0; c < NZ; c++) {
+      if (DV) v0[c] = _mm512_fmadd_ps(pa, _mm512_loadu_ps(dout + off0 + 16 * c), v0[c]);
+      if (DK) k0[c] = _mm512_fmadd_ps(ps, _mm512_loadu_ps(q + off0 + 16 * c), k0[c]);
+    }
+  }
+  for (int t = u + 1; t < T_; t++) {
+    const float* a = att + (size_t)t * T_ + u;
+    const float* sr = S + (size_t)t * T_ + u;
+    const __m512 pa0 = _mm512_set1_ps(a[0]), ps0 = _mm512_set1_ps(sr[0]);
+    const __m512 pa1 = _mm512_set1_ps(TWO ? a[1] : 0.0f), ps1 = _mm512_set1_ps(TWO ? sr[1] : 0.0f);
+    const float* g = dout + (size_t)t * ld + d0;
+    const float* qt = q + (size_t)t * ld + d0;
+    #pragma GCC unroll 2
+    for (int c = 0; c < NZ; c++) {
+      if (DV) {
+        const __m512 gv = _mm512_loadu_ps(g + 16 * c);
+        v0[c] = _mm512_fmadd_ps(pa0, gv, v0[c]);
+        if (TWO) v1[c] = _mm512_fmadd_ps(pa1, gv, v1[c]);
+      }
+      if (DK) {
+        const __m512 qv = _mm512_loadu_ps(qt + 16 * c);
+        k0[c] = _mm512_fmadd_ps(ps0, qv, k0[c]);
+        if (TWO) k1[c] = _mm512_fmadd_ps(ps1, qv, k1[c]);
+      }
+    }
+  }
+  #pragma GCC unroll 2
+  for (int c = 0; c < NZ; c++) {
+    if (DV) _mm512_storeu_ps(dv + off0 + 16 * c, v0[c]);
+    if (DV && TWO) _mm512_storeu_ps(dv + off1 + 16 * c, v1[c]);
+    if (DK) _mm512_storeu_ps(dk + off0 + 16 * c, k0[c]);
+    if (DK && TWO) _mm512_storeu_ps(dk + off1 + 16 * c, k1[c]);
+  }
+}
+
+// dk_u and dv_u for every key, two at a time, every column block.
+template <bool DK, bool DV>
+LFMOE_TARGET_AVX512 void kv_keys_512(float* dk, float* dv, const float* dout, const float* q, const float* att,
+                                     const float* S, int T_, int ld, int D) {
+  for (int u = 0; u < T_; u += 2) {
+    const bool two = u + 1 < T_;
+    int d0 = 0;
+    for (; d0 + 32 <= D; d0 += 32) {
+      if (two) kv_512<2, DK, DV, true>(dk, dv, dout, q, att, S, u, T_, ld, d0);
+      else kv_512<2, DK, DV, false>(dk, dv, dout, q, att, S, u, T_, ld, d0);
+    }
+    if (d0 < D) {
+      if (two) kv_512<1, DK, DV, true>(dk, dv, dout, q, att, S, u, T_, ld, d0);
+      else kv_512<1, DK, DV, false>(dk, dv, dout, q, att, S, u, T_, ld, d0);
+    }
+  }
+}
+
+// head_backward_split_avx2 with the weighted sums above: ds rows two at a time, then dq for the
+// pair; then dk and dv two keys at a time. Rows are ld = D apart (the packed head).
+LFMOE_TARGET_AVX512 void head_backward_split_512(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                                 const float* k, const float* v, const float* att, int T_, int D,
+                                                 float scale, float* S) {
+  const int ld = D;
+  for (int t = 0; t < T_; t += 2) {
+    const bool two = t + 1 < T_;
+    float* s0 = S + (size_t)t * T_;
+    float* s1 = s0 + T_;
+    ds_row_avx2(s0, att + (size_t)t * T_, dout + (size_t)t * ld, v, t, ld, D, scale);
+    if (two) ds_row_avx2(s1, att + (size_t)(t + 1) * T_, dout + (size_t)(t + 1) * ld, v, t + 1, ld, D, scale);
+    if (!dq) continue;
+    float* q0 = dq + (size_t)t * ld;
+    if (two) wsum_rows_512<true, true>(q0, q0 + ld, s0, s1, k, t, ld, D);
+    else wsum_rows_512<true, false>(q0, nullptr, s0, nullptr, k, t, ld, D);
+  }
+  if (dk && dv) kv_keys_512<true, true>(dk, dv, dout, q, att, S, T_, ld, D);
+  else if (dk) kv_keys_512<true, false>(dk, dv, dout, q, att, S, T_, ld, D);
+  else if (dv) kv_keys_512<false, true>(dk, dv, dout, q, att, S, T_, ld, D);
+}
 #endif  // LFMOE_X86_SIMD
 
 #if LFMOE_X86_SIMD
@@ -399,6 +584,11 @@ inline void head_backward_avx2(float*, float*, float*, const float*, const float
                                const float*, int, int, int, float, float*) {}
 inline void head_backward_split_avx2(float*, float*, float*, const float*, const float*, const float*, const float*,
                                      const float*, int, int, int, float, float*) {}
+inline void row_softmax_avx2(float*, const float*, const float*, int, int, int, int, float) {}
+template <bool ADD, bool TWO>
+inline void wsum_rows_512(float*, float*, const float*, const float*, const float*, int, int, int) {}
+inline void head_backward_split_512(float*, float*, float*, const float*, const float*, const float*, const float*,
+                                    const float*, int, int, float, float*) {}
 #endif
 
 // rows x D values from src (row stride lds) to dst (row stride ldd): the per-head copies below.
@@ -418,8 +608,11 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, int B
   const int D = C / H;
   const T scale = T(1.0 / std::sqrt((double)D));
   const bool simd = HAVE_AVX2_CODE && simd_enabled();
+  const bool wide = simd && D % 16 == 0 && avx512_enabled();  // the AVX-512 weighted sums
   const int blocks = (T_ + ROW_BLOCK - 1) / ROW_BLOCK;
   const int64_t items = (int64_t)B * H * blocks;
+  static std::atomic<uint64_t> calls{0};
+  const uint64_t call = ++calls;  // tells a thread's packed rows from an earlier call's
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static, 1)
 #endif
@@ -427,24 +620,43 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, int B
     const int bh = (int)(it / blocks), b = bh / H, h = bh % H;
     const int t0 = (int)(it % blocks) * ROW_BLOCK, t1 = std::min(t0 + ROW_BLOCK, T_);
     const size_t head = (size_t)b * T_ * C + (size_t)h * D;  // (b, t=0, head h)
-    // For the AVX2 rows: the head's key and value rows 0..t1-1 copied contiguously (row stride
+    // For the vector rows: the head's key and value rows 0..t1-1 copied contiguously (row stride
     // D). Read in place, rows C floats apart (a power of two) fall into a few L1 sets and evict
-    // each other. Data movement only: the sums are the same.
+    // each other. Data movement only: the sums are the same. A thread's work items of one head
+    // come in increasing t, so it copies only the rows its last item of this head did not.
     static thread_local std::vector<T> kv;
+    static thread_local uint64_t kv_call = 0;
+    static thread_local int kv_bh = -1, kv_rows = 0;
     T* kp = nullptr;
     T* vp = nullptr;
     if (std::is_same<T, float>::value && simd) {
       if (kv.size() < (size_t)2 * T_ * D) kv.resize((size_t)2 * T_ * D);
       kp = kv.data();
       vp = kp + (size_t)T_ * D;
-      copy_rows(kp, D, k + head, C, t1, D);
-      copy_rows(vp, D, v + head, C, t1, D);
+      if (kv_call != call || kv_bh != bh) kv_call = call, kv_bh = bh, kv_rows = 0;
+      if (t1 > kv_rows) {
+        const size_t r0 = (size_t)kv_rows;
+        copy_rows(kp + r0 * D, D, k + head + r0 * C, C, t1 - kv_rows, D);
+        copy_rows(vp + r0 * D, D, v + head + r0 * C, C, t1 - kv_rows, D);
+        kv_rows = t1;
+      }
     }
     for (int t = t0; t < t1; t++) {
       T* out_t = out + head + (size_t)t * C;
       T* att_row = att + ((size_t)bh * T_ + t) * T_;
       const T* q_t = q + head + (size_t)t * C;
       if constexpr (std::is_same<T, float>::value) {
+        if (wide) {  // rows t and t+1: both softmax rows, then their weighted sums together
+          row_softmax_avx2(att_row, q_t, kp, t, T_, D, D, scale);
+          if (t + 1 < t1) {
+            row_softmax_avx2(att_row + T_, q_t + C, kp, t + 1, T_, D, D, scale);
+            wsum_rows_512<false, true>(out_t, out_t + C, att_row, att_row + T_, vp, t, D, D);
+            t++;
+          } else {
+            wsum_rows_512<false, false>(out_t, nullptr, att_row, nullptr, vp, t, D, D);
+          }
+          continue;
+        }
         if (simd) {
           row_forward_avx2(out_t, att_row, q_t, kp, vp, t, T_, D, D, scale);
           continue;
@@ -503,7 +715,11 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
         if (gq) gather(gq, dqh);
         if (gk) gather(gk, dkh);
         if (gv) gather(gv, dvh);
-        head_backward_split_avx2(gq, gk, gv, pd, pq, pk, pv, atth, T_, D, D, scale, scratch.data());
+        if (D % 16 == 0 && avx512_enabled()) {
+          head_backward_split_512(gq, gk, gv, pd, pq, pk, pv, atth, T_, D, scale, scratch.data());
+        } else {
+          head_backward_split_avx2(gq, gk, gv, pd, pq, pk, pv, atth, T_, D, D, scale, scratch.data());
+        }
         if (gq) scatter(dqh, gq);
         if (gk) scatter(dkh, gk);
         if (gv) scatter(dvh, gv);
