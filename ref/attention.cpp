@@ -221,10 +221,13 @@ LFMOE_TARGET_AVX2 inline void weighted_sum_block(float* out, const float* p, con
   for (int c = 0; c < NC; c++) _mm256_storeu_ps(out + d0 + 8 * c, acc[c]);
 }
 
-// att_row = causal softmax of scale * q_t . k_u (u <= t), zeros after.
+// att_row = causal softmax of scale * q_t . k_u (u <= t), zeros after; with scored, att_row[0..t]
+// already holds the scaled scores.
 LFMOE_TARGET_AVX2 void row_softmax_avx2(float* att_row, const float* q_t, const float* k, int t, int T_, int C, int D,
-                                        float scale) {
-  for (int u0 = 0; u0 <= t; u0 += 8) dots8(att_row, q_t, k, u0, t, C, D, scale, true);
+                                        float scale, bool scored = false) {
+  if (!scored) {
+    for (int u0 = 0; u0 <= t; u0 += 8) dots8(att_row, q_t, k, u0, t, C, D, scale, true);
+  }
   const int n = t + 1, full = n / 8 * 8;
   __m256 mv = _mm256_set1_ps(att_row[0]);
   for (int u = 0; u < full; u += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(att_row + u));
@@ -369,10 +372,13 @@ LFMOE_TARGET_AVX2 inline void kv_block(float* dk, float* dv, const float* dout, 
   }
 }
 
-// Row t's ds (u <= t) from its probabilities p and dout_t: ds_u = scale * (p_u (dout_t . v_u - pdp)).
+// Row t's ds (u <= t) from its probabilities p and dout_t: ds_u = scale * (p_u (dout_t . v_u - pdp));
+// with dotted, ds[0..t] already holds the dot products.
 LFMOE_TARGET_AVX2 void ds_row_avx2(float* ds, const float* p, const float* dout_t, const float* v, int t, int C, int D,
-                                   float scale) {
-  for (int u0 = 0; u0 <= t; u0 += 8) dots8(ds, dout_t, v, u0, t, C, D, 0.0f, false);
+                                   float scale, bool dotted = false) {
+  if (!dotted) {
+    for (int u0 = 0; u0 <= t; u0 += 8) dots8(ds, dout_t, v, u0, t, C, D, 0.0f, false);
+  }
   const int n = t + 1, full = n / 8 * 8;
   const float pdp = float(dotsum8_avx2(p, ds, n));
   const __m256 pdpv = _mm256_set1_ps(pdp), sv = _mm256_set1_ps(scale);
@@ -435,6 +441,62 @@ LFMOE_TARGET_AVX2 void head_backward_split_avx2(float* dq, float* dk, float* dv,
 #define LFMOE_TARGET_AVX512 __attribute__((target("avx512f")))
 // GCC 12 warns inside its own AVX-512 intrinsics when the build is not -march'ed for AVX-512.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// dots8 for two query rows x0 (keys u0.. up to last0) and x1 (up to last0 + 1) at once: the same
+// lanes and tree for every score, the key rows loaded once for both (AVX-512VL gives the 16
+// accumulators their 256-bit registers).
+#define LFMOE_TARGET_AVX512VL __attribute__((target("avx2,fma,avx512f,avx512vl")))
+LFMOE_TARGET_AVX512VL inline void dots8x2(float* out0, float* out1, const float* x0, const float* x1,
+                                          const float* rows, int u0, int last0, int ld, int D, float scale,
+                                          bool scaled) {
+  const int last1 = last0 + 1;
+  const float* r[8];
+  for (int j = 0; j < 8; j++) r[j] = rows + (size_t)std::min(u0 + j, last1) * ld;
+  __m256 a[8], b[8];
+  for (int j = 0; j < 8; j++) a[j] = b[j] = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= D; i += 8) {
+    const __m256 xa = _mm256_loadu_ps(x0 + i), xb = _mm256_loadu_ps(x1 + i);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      const __m256 rv = _mm256_loadu_ps(r[j] + i);
+      a[j] = _mm256_fmadd_ps(xa, rv, a[j]);
+      b[j] = _mm256_fmadd_ps(xb, rv, b[j]);
+    }
+  }
+  if (i < D) {  // zero-padded last block, as in dot8
+    const __m256i m = first_lanes(D - i);
+    const __m256 xa = _mm256_maskload_ps(x0 + i, m), xb = _mm256_maskload_ps(x1 + i, m);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      const __m256 rv = _mm256_maskload_ps(r[j] + i, m);
+      a[j] = _mm256_fmadd_ps(xa, rv, a[j]);
+      b[j] = _mm256_fmadd_ps(xb, rv, b[j]);
+    }
+  }
+  __m256 sa = reduce8x8(a), sb = reduce8x8(b);
+  if (scaled) {
+    sa = _mm256_mul_ps(_mm256_set1_ps(scale), sa);
+    sb = _mm256_mul_ps(_mm256_set1_ps(scale), sb);
+  }
+  const int n0 = last0 - u0 + 1, n1 = n0 + 1;
+  if (n0 >= 8) {
+    _mm256_storeu_ps(out0 + u0, sa);
+  } else if (n0 > 0) {
+    _mm256_maskstore_ps(out0 + u0, first_lanes(n0), sa);
+  }
+  if (n1 >= 8) {
+    _mm256_storeu_ps(out1 + u0, sb);
+  } else {
+    _mm256_maskstore_ps(out1 + u0, first_lanes(n1), sb);
+  }
+}
+
+// The scores (scaled) or dot products of query rows t and t+1 against keys u <= t and u <= t+1.
+LFMOE_TARGET_AVX512VL void dots_rows2(float* out0, float* out1, const float* x0, const float* x1, const float* rows,
+                                      int t, int ld, int D, float scale, bool scaled) {
+  for (int u0 = 0; u0 <= t + 1; u0 += 8) dots8x2(out0, out1, x0, x1, rows, u0, t, ld, D, scale, scaled);
+}
 
 // Rows t and t+1 (TWO) or t alone: o_r[d0 + i] (+)= sum_{u <= t_r} p_r[u] x[u*ld + d0 + i] for
 // i < 16*NZ, from 0 in increasing u; ADD adds the sum to o_r at the end (dq), else stores it (out).
@@ -561,8 +623,14 @@ LFMOE_TARGET_AVX512 void head_backward_split_512(float* dq, float* dk, float* dv
     const bool two = t + 1 < T_;
     float* s0 = S + (size_t)t * T_;
     float* s1 = s0 + T_;
-    ds_row_avx2(s0, att + (size_t)t * T_, dout + (size_t)t * ld, v, t, ld, D, scale);
-    if (two) ds_row_avx2(s1, att + (size_t)(t + 1) * T_, dout + (size_t)(t + 1) * ld, v, t + 1, ld, D, scale);
+    const float* g0 = dout + (size_t)t * ld;
+    if (two) {
+      dots_rows2(s0, s1, g0, g0 + ld, v, t, ld, D, 0.0f, false);
+      ds_row_avx2(s0, att + (size_t)t * T_, g0, v, t, ld, D, scale, true);
+      ds_row_avx2(s1, att + (size_t)(t + 1) * T_, g0 + ld, v, t + 1, ld, D, scale, true);
+    } else {
+      ds_row_avx2(s0, att + (size_t)t * T_, g0, v, t, ld, D, scale);
+    }
     if (!dq) continue;
     float* q0 = dq + (size_t)t * ld;
     if (two) wsum_rows_512<true, true>(q0, q0 + ld, s0, s1, k, t, ld, D);
@@ -584,7 +652,8 @@ inline void head_backward_avx2(float*, float*, float*, const float*, const float
                                const float*, int, int, int, float, float*) {}
 inline void head_backward_split_avx2(float*, float*, float*, const float*, const float*, const float*, const float*,
                                      const float*, int, int, int, float, float*) {}
-inline void row_softmax_avx2(float*, const float*, const float*, int, int, int, int, float) {}
+inline void row_softmax_avx2(float*, const float*, const float*, int, int, int, int, float, bool = false) {}
+inline void dots_rows2(float*, float*, const float*, const float*, const float*, int, int, int, float, bool) {}
 template <bool ADD, bool TWO>
 inline void wsum_rows_512(float*, float*, const float*, const float*, const float*, int, int, int) {}
 inline void head_backward_split_512(float*, float*, float*, const float*, const float*, const float*, const float*,
@@ -647,12 +716,14 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, int B
       const T* q_t = q + head + (size_t)t * C;
       if constexpr (std::is_same<T, float>::value) {
         if (wide) {  // rows t and t+1: both softmax rows, then their weighted sums together
-          row_softmax_avx2(att_row, q_t, kp, t, T_, D, D, scale);
           if (t + 1 < t1) {
-            row_softmax_avx2(att_row + T_, q_t + C, kp, t + 1, T_, D, D, scale);
+            dots_rows2(att_row, att_row + T_, q_t, q_t + C, kp, t, D, D, scale, true);
+            row_softmax_avx2(att_row, q_t, kp, t, T_, D, D, scale, true);
+            row_softmax_avx2(att_row + T_, q_t + C, kp, t + 1, T_, D, D, scale, true);
             wsum_rows_512<false, true>(out_t, out_t + C, att_row, att_row + T_, vp, t, D, D);
             t++;
           } else {
+            row_softmax_avx2(att_row, q_t, kp, t, T_, D, D, scale);
             wsum_rows_512<false, false>(out_t, nullptr, att_row, nullptr, vp, t, D, D);
           }
           continue;
