@@ -22,6 +22,7 @@
 #endif
 
 #include "ref/ops.h"
+#include "ref/gemm.h"   // set_gemm_kernel_cap: the AVX2 attention code on an AVX-512 CPU
 #include "ref/vmath.h"  // simd_enabled, set_simd_enabled: both attention code paths
 #include "tests/gradcheck.h"
 
@@ -659,6 +660,7 @@ const AttnShape ATTN_SHAPES[] = {
     {1, 9, 160, 4, 1.5},   // D = 40: a 32-column block and one chunk
     {2, 33, 128, 4, 12.0}, // D = 32 (the presets' head size); large scores: many p underflow
     {1, 5, 12, 4, 1.5},    // D = 3: no full chunk at all
+    {1, 21, 96, 2, 1.5},   // D = 48: AVX-512 blocks of 32 and 16; an odd T (a last unpaired row and key)
 };
 }  // namespace
 
@@ -676,6 +678,16 @@ TEST_CASE("ops: fp32 attention is bitwise identical for 1, 2, 3 threads and for 
       CAPTURE(threads);
       CAPTURE(simd);
       const AttnRun r = run_attention(s, threads, simd);
+      // the AVX2 code alone, where the AVX-512 code would otherwise run (ref/gemm.h's cap)
+      REQUIRE(ref::set_gemm_kernel_cap("avx2+fma"));
+      const AttnRun r2 = run_attention(s, threads, simd);
+      REQUIRE(ref::set_gemm_kernel_cap("avx512"));
+      CHECK(bitwise_equal(r2.out, base.out));
+      CHECK(bitwise_equal(r2.att, base.att));
+      CHECK(bitwise_equal(r2.dq, base.dq));
+      CHECK(bitwise_equal(r2.dk, base.dk));
+      CHECK(bitwise_equal(r2.dv, base.dv));
+      CHECK(bitwise_equal(r2.dshared, base.dshared));
       CHECK(bitwise_equal(r.out, base.out));
       CHECK(bitwise_equal(r.att, base.att));
       CHECK(bitwise_equal(r.dq, base.dq));
