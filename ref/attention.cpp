@@ -9,7 +9,10 @@
 // `*_portable` functions, templated on T); the AVX2+FMA code (`*_avx2`, float only, chosen at run
 // time by simd_enabled(), ref/vmath.h) performs the same IEEE operations in the same order, so the
 // two give bit-identical results (tests/test_ops.cpp checks it), and so does any thread count
-// (each output element is computed by one thread; threads split (b,h) pairs or query rows).
+// (each output element is computed by one thread; threads split (b,h) pairs or query rows). Where
+// AVX-512 may run (avx512_enabled(), ref/gemm.h) and D is a multiple of 16, the weighted sums and
+// the score passes take two query rows or two keys at a time (`*_512`, `dots8x2`): the same chains
+// again, with each loaded row used twice.
 //  - dot products over the head dimension (scores q_t.k_u, and dout_t.v_u in backward) use 8 lanes:
 //    lane j accumulates the terms i = j, j+8, j+16, ... in increasing i with fused multiply-adds,
 //    starting from 0, the last block padded with zeros to 8; then the lanes combine as
