@@ -12,7 +12,6 @@
 //    the real work, run as grouped GEMMs (ref/gemm.h), every expert of a stage in one call.
 #include "ref/moe.h"
 #include "ref/gemm.h"  // gemm_grouped: the experts' GEMMs, all experts of a stage at once
-#include "ref/ops.h"   // swiglu_forward, swiglu_backward: the experts' activation
 #include "ref/profile.h"  // phase scopes (train --profile): the experts' GEMMs and activations
 
 #include <algorithm>  // std::max, std::partial_sort, std::copy_n, std::fill_n
@@ -341,7 +340,9 @@ void experts_forward(T* y, T* h1, T* h3, T* act, const T* x, const T* w1, const 
   }
   {
     prof::Scope p(prof::Phase::other);
-    swiglu_forward(act, h1, h3, (size_t)A * F);  // silu(h1) * h3, the dense FFN's op (ref/ops.h)
+    const int64_t AF = (int64_t)A * F;
+    MOE_PARALLEL_FOR
+    for (int64_t i = 0; i < AF; i++) act[i] = h1[i] * sigmoid(h1[i]) * h3[i];  // silu(h1) * h3
   }
   // y_e = act_e W2_e^T
   probs.clear();
@@ -369,7 +370,7 @@ void experts_backward(T* dx, T* dw1, T* dw3, T* dw2, T* scratch, const T* dy, co
   T* dh1 = scratch;                      // (A,F) in slot order
   T* dh3 = scratch + (size_t)A * F;      // (A,F) in slot order
   T* dxs = scratch + (size_t)2 * A * F;  // (A,C) in slot order: each assignment's part of dx
-  static thread_local std::vector<T> xbuf, dybuf, dactbuf;
+  static thread_local std::vector<T> xbuf, dybuf;
   static thread_local std::vector<int> slot_buf;
   static thread_local std::vector<GemmProblem<T>> probs;
   T* xs = grow(xbuf, (size_t)A * C);
@@ -377,15 +378,14 @@ void experts_backward(T* dx, T* dw1, T* dw3, T* dw2, T* scratch, const T* dy, co
   copy_rows(xs, x, A, C, [&](int j) { return a_tok[perm[j]]; });
   copy_rows(dys, dy, A, C, [&](int j) { return perm[j]; });
 
-  // 1. through W2: dact = dy W2; dW2 += dy^T act
-  T* dact = grow(dactbuf, (size_t)A * F);
-  std::fill_n(dact, (size_t)A * F, T(0));
+  // 1. through W2: dact = dy W2 (held in dh1 for now); dW2 += dy^T act
+  std::fill_n(dh1, (size_t)A * F, T(0));
   probs.clear();
   for (int e = 0; e < E; e++) {
     const int j0 = exp_off[e], n = exp_off[e + 1] - j0;
     if (n == 0) continue;
     const T* dye = dys + (size_t)j0 * C;
-    probs.push_back({dact + (size_t)j0 * F, F, row_major(dye, C), row_major(w2 + (size_t)e * C * F, F), n, F, C, true});
+    probs.push_back({dh1 + (size_t)j0 * F, F, row_major(dye, C), row_major(w2 + (size_t)e * C * F, F), n, F, C, true});
     if (dw2)
       probs.push_back({dw2 + (size_t)e * C * F, F, transposed(dye, C), row_major(act + (size_t)j0 * F, F), C, F, n,
                        true});
@@ -394,11 +394,16 @@ void experts_backward(T* dx, T* dw1, T* dw3, T* dw2, T* scratch, const T* dy, co
     prof::Scope p(prof::Phase::gemm, prof::matmul_backward_flops(dh1, dw2, A, F, C));
     gemm_grouped(probs.data(), (int)probs.size());
   }
-  // 2. through the SwiGLU: dh1 = dact * h3 * silu'(h1), dh3 = dact * silu(h1) (the dense FFN's op)
+  // 2. through the SwiGLU: dh1 = dact * h3 * silu'(h1), dh3 = dact * silu(h1)
   {
     prof::Scope p(prof::Phase::other);
-    std::fill_n(dh1, (size_t)2 * A * F, T(0));  // dh1 and dh3 (adjacent)
-    swiglu_backward(dh1, dh3, dact, h1, h3, (size_t)A * F);
+    const int64_t AF = (int64_t)A * F;
+    MOE_PARALLEL_FOR
+    for (int64_t i = 0; i < AF; i++) {
+      const T a = h1[i], b = h3[i], sg = sigmoid(a), dact = dh1[i];
+      dh1[i] = dact * b * sg * (T(1) + a * (T(1) - sg));  // silu'(a) = sg (1 + a (1 - sg))
+      dh3[i] = dact * a * sg;
+    }
   }
   // 3. through W1 and W3: dx_e = dh1 W1 + dh3 W3 (in this order: the W3 part is a second group);
   //    dW1 += dh1^T x_e; dW3 += dh3^T x_e
